@@ -1,0 +1,89 @@
+"""The four bronze assets, one factory: a day's raw drop lands in Delta exactly as received."""
+
+from datetime import date, timedelta
+
+import dagster as dg
+from dagster_pyspark import PySparkResource
+from pyspark.sql import functions as F
+
+from techmart_assets import metadata as md
+from techmart_assets.bronze.drops import group_by_header, list_drops
+from techmart_assets.bronze.ingest import columns_beyond_contract, read_source_drops
+from techmart_assets.delta import PARTITION_COLUMN, days_predicate, replace_days
+from techmart_assets.partitions import daily_partitions
+from techmart_assets.resources import LakehouseResource
+from techmart_assets.sources import SOURCES, Source
+
+
+def requested_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
+    window = context.partition_time_window
+    return window.start.date(), window.end.date() - timedelta(days=1)
+
+
+def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["bronze", source.name],
+        description=f"{source.description} Every row as received (strings), plus ingestion metadata; "
+        "malformed rows kept with `_raw_line` and `_parse_error`.",
+        group_name="bronze",
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        kinds={"spark", "delta"},
+        tags={"layer": "bronze"},
+        metadata={"source_format": source.file_format, "business_key": source.key},
+        output_required=False,
+    )
+    def bronze_asset(context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource):
+        first, last = requested_days(context)
+        drops = list_drops(
+            lakehouse.raw_source(source.name),
+            source.extension,
+            first,
+            last,
+            with_header=source.file_format == "csv",
+        )
+        requested = {first + timedelta(days=i) for i in range((last - first).days + 1)}
+        days_with_drop = {d.day for d in drops}
+        missing = sorted(requested - days_with_drop)
+        if not drops:
+            context.log.warning(
+                f"No {source.name} drop for {first}..{last}: nothing written, bronze unchanged."
+            )
+            yield dg.AssetObservation(
+                asset_key=context.asset_key,
+                metadata={"status": "no drop", "days_without_drop": md.days_summary(missing)},
+            )
+            return
+
+        context.log.info(f"Reading {len(drops)} {source.name} files for {len(days_with_drop)} days.")
+        session = spark.spark_session
+        frame = read_source_drops(session, source, group_by_header(drops))
+        path = lakehouse.table_path("bronze", source.name)
+        commit = replace_days(frame, path, sorted(days_with_drop))
+
+        written = session.read.format("delta").load(path).where(days_predicate(sorted(days_with_drop)))
+        per_day = written.groupBy(PARTITION_COLUMN).agg(
+            F.count(F.lit(1)).alias("rows"), F.count("_parse_error").alias("malformed")
+        )
+        totals = per_day.agg(F.sum("rows").alias("rows"), F.sum("malformed").alias("malformed")).first()
+        extra_columns = columns_beyond_contract(frame.columns, source)
+        yield dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": int(totals.rows),
+                "dagster/partition_row_count": int(totals.rows),
+                "dagster/column_schema": md.column_schema(frame),
+                "rows_written": int(totals.rows),
+                "malformed_rows": int(totals.malformed),
+                "files_read": len(drops),
+                "days_written": len(days_with_drop),
+                "days_without_drop": md.days_summary(missing) if missing else "none",
+                "columns_beyond_contract": ", ".join(extra_columns) or "none",
+                **md.commit_metadata(path, commit),
+                "preview": md.preview(written.orderBy(PARTITION_COLUMN)),
+            }
+        )
+
+    return bronze_asset
+
+
+bronze_assets = [build_bronze_asset(source) for source in SOURCES.values()]

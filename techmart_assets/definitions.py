@@ -1,0 +1,13 @@
+"""The TechMart code location: every asset, check, job, schedule, sensor and resource, in one place."""
+
+import dagster as dg
+
+from techmart_assets.bronze import bronze_assets
+from techmart_assets.jobs import lakehouse_job
+from techmart_assets.resources import build_resources
+
+defs = dg.Definitions(
+    assets=[*bronze_assets],
+    jobs=[lakehouse_job],
+    resources=build_resources(),
+)

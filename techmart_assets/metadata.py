@@ -1,0 +1,51 @@
+"""Materialization metadata a person reads in the Dagster UI: previews, per-day counts, table facts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+
+import dagster as dg
+from pyspark.sql import DataFrame
+
+from techmart_assets.delta import Commit
+
+PREVIEW_ROWS = 10
+
+
+def markdown_table(rows: Iterable[Mapping[str, object]], columns: list[str]) -> str:
+    def cell(value: object) -> str:
+        text = "" if value is None else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")[:80]
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def preview(frame: DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
+    return dg.MetadataValue.md(
+        markdown_table((r.asDict() for r in frame.limit(rows).collect()), frame.columns)
+    )
+
+
+def column_schema(frame: DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name=f.name, type=f.dataType.simpleString()) for f in frame.schema.fields]
+    )
+
+
+def days_summary(days: Iterable[date], limit: int = 10) -> str:
+    ordered = sorted(days)
+    shown = ", ".join(str(d) for d in ordered[:limit])
+    return shown + (f" … and {len(ordered) - limit} more" if len(ordered) > limit else "")
+
+
+def commit_metadata(path: str, commit: Commit) -> dict[str, object]:
+    return {
+        "table_path": dg.MetadataValue.path(path),
+        "delta_version": commit.version,
+        "delta_operation": commit.operation,
+        "delta_files_added": commit.metric("numFiles") or commit.metric("numAddedFiles"),
+        "delta_files_removed": commit.metric("numRemovedFiles"),
+    }

@@ -1,0 +1,13 @@
+"""The one daily partitioning shared by every layer.
+
+The history window starts on the first day of TechMart's generated history (2023-01-01, three
+years before the reference dataset ends on 2025-12-31) and runs through yesterday, UTC. It is a
+constant, not read from the data, so definitions stay static and every process agrees on them.
+"""
+
+import dagster as dg
+
+HISTORY_START = "2023-01-01"
+REFERENCE_HISTORY_END = "2025-12-31"
+
+daily_partitions = dg.DailyPartitionsDefinition(start_date=HISTORY_START, timezone="UTC")

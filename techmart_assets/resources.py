@@ -1,0 +1,99 @@
+"""The resources every asset uses, configured once from the environment: Spark and the lakehouse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pyspark
+from dagster_pyspark import PySparkResource
+
+from techmart_assets.settings import Settings
+
+LAYERS = ("bronze", "silver", "gold")
+
+
+class MissingJarsError(RuntimeError):
+    pass
+
+
+def _artifact_name(jar: Path) -> str:
+    """`delta-spark_2.12-3.3.2.jar` -> `delta-spark_2.12`: the name without its version."""
+    stem = jar.stem
+    parts = stem.split("-")
+    while parts and parts[-1][:1].isdigit():
+        parts.pop()
+    return "-".join(parts)
+
+
+def spark_jars(jars_dir: Path) -> list[str]:
+    """The Maven-fetched jars that the pyspark wheel does not already ship (Delta, the Kafka source).
+
+    Jars pyspark bundles (scala-library, hadoop-client, ...) are left out so the classpath holds
+    exactly one copy of each, the one matching the Python side.
+    """
+    spark_dir = jars_dir / "spark"
+    fetched = sorted(spark_dir.glob("*.jar"))
+    if not fetched:
+        raise MissingJarsError(
+            f"No Spark jars in {spark_dir}: run `make setup` (it fetches Delta and spark-sql-kafka with "
+            "Maven), or point TECHMART_JARS_DIR at a folder holding spark/*.jar."
+        )
+    bundled = {_artifact_name(j) for j in (Path(pyspark.__file__).parent / "jars").glob("*.jar")}
+    return [str(j) for j in fetched if _artifact_name(j) not in bundled]
+
+
+def spark_config(settings: Settings) -> dict[str, str]:
+    """One SparkSession configuration for the whole project: Delta, local jars, bounded memory."""
+    return {
+        "spark.master": settings.spark_master,
+        "spark.app.name": "techmart-lakehouse",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.jars": ",".join(spark_jars(settings.jars_dir)),
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        # Delta rebuilds table state with 50 tasks by default: far too many for tables of this size.
+        "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
+        "spark.sql.warehouse.dir": f"{settings.lakehouse_root}/_spark/warehouse",
+        "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
+        "spark.ui.showConsoleProgress": "false",
+    }
+
+
+def build_spark_resource(settings: Settings) -> PySparkResource:
+    return PySparkResource(spark_config=spark_config(settings))
+
+
+class LakehouseResource(dg.ConfigurableResource):
+    """Where everything lives: `root` is a local folder or an object-store URI."""
+
+    root: str
+
+    def table_path(self, layer: str, name: str) -> str:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; expected one of {LAYERS}")
+        return f"{self.root}/{layer}/{name}"
+
+    @property
+    def raw_data(self) -> str:
+        return f"{self.root}/raw_data"
+
+    def raw_source(self, source: str) -> str:
+        return f"{self.raw_data}/{source}"
+
+    def checkpoint(self, name: str) -> str:
+        return f"{self.root}/checkpoints/{name}"
+
+    @property
+    def reports(self) -> str:
+        return f"{self.root}/reports"
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, object]:
+    settings = settings or Settings.from_env()
+    return {
+        "spark": build_spark_resource(settings),
+        "lakehouse": LakehouseResource(root=settings.lakehouse_root),
+    }

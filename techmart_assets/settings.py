@@ -1,0 +1,36 @@
+"""Runtime settings, read once from the environment; every one has an embedded default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _path_or_uri(value: str) -> str:
+    """Local folders become absolute (Spark resolves relative paths against its own cwd); URIs stay."""
+    return value if "://" in value else str(Path(value).expanduser().resolve())
+
+
+@dataclass(frozen=True)
+class Settings:
+    lakehouse_root: str
+    spark_master: str
+    spark_driver_memory: str
+    spark_shuffle_partitions: int
+    spark_ui_enabled: bool
+    jars_dir: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ.get
+        return cls(
+            lakehouse_root=_path_or_uri(env("TECHMART_LAKEHOUSE", "./lakehouse")),
+            spark_master=env("TECHMART_SPARK_MASTER", "local[*]"),
+            spark_driver_memory=env("TECHMART_SPARK_DRIVER_MEMORY", "2g"),
+            spark_shuffle_partitions=int(env("TECHMART_SPARK_SHUFFLE_PARTITIONS", "4")),
+            spark_ui_enabled=env("TECHMART_SPARK_UI", "false").lower() in ("1", "true", "yes"),
+            jars_dir=Path(env("TECHMART_JARS_DIR", str(PROJECT_ROOT / ".jvm"))),
+        )
