@@ -62,7 +62,7 @@ ui: setup  ## the Dagster webserver and daemon on the demo's instance (http://12
 	$(BIN)/dagster dev --host 127.0.0.1 --port 3000
 
 bench: setup  ## the benchmarks in bench/ (ratios against a baseline measured in the same run)
-	$(BIN)/python bench/bronze_backfill.py
+	$(BIN)/python -m bench.bronze_backfill
 
 clean:  ## remove the generated lakehouse and the Dagster instance (keeps venv and jars)
 	rm -rf lakehouse $(DAGSTER_HOME) spark-warehouse metastore_db

@@ -37,12 +37,37 @@ def days_predicate(days: Sequence[date], column: str = PARTITION_COLUMN) -> str:
     return f"{column} IN ({listed})"
 
 
-def replace_days(frame: DataFrame, path: str, days: Sequence[date], merge_schema: bool = True) -> Commit:
+class IncompatibleSchemaError(ValueError):
+    """New data changes the type of a column the table already has."""
+
+
+def check_compatible(frame: DataFrame, path: str) -> None:
+    """Raise, naming the columns, when `frame` would change the type of an existing column.
+
+    New columns are schema evolution and welcome; a changed type is not merged silently.
+    """
+    spark = frame.sparkSession
+    if not is_delta_table(spark, path):
+        return
+    existing = {f.name: f.dataType for f in spark.read.format("delta").load(path).schema.fields}
+    changed = [
+        f"'{f.name}' (table: {existing[f.name].simpleString()}, new data: {f.dataType.simpleString()})"
+        for f in frame.schema.fields
+        if f.name in existing and f.dataType != existing[f.name]
+    ]
+    if changed:
+        raise IncompatibleSchemaError(
+            f"Incompatible type change in column {', '.join(changed)} of {path}; nothing was written."
+        )
+
+
+def replace_days(frame: DataFrame, path: str, days: Sequence[date]) -> Commit:
     """Replace exactly `days` of the Delta table at `path` with `frame` (creating the table if needed).
 
     Running it twice with the same input leaves one copy: replaceWhere removes what the days held.
-    New columns are added to the table schema (mergeSchema); an incompatible type fails the write.
+    New columns are added to the table schema; a column whose type changes fails before writing.
     """
+    check_compatible(frame, path)
     files = max(1, math.ceil(len(set(days)) / _DAYS_PER_FILE))
     (
         frame.repartitionByRange(files, PARTITION_COLUMN)
@@ -50,7 +75,7 @@ def replace_days(frame: DataFrame, path: str, days: Sequence[date], merge_schema
         .write.format("delta")
         .mode("overwrite")
         .option("replaceWhere", days_predicate(days))
-        .option("mergeSchema", str(merge_schema).lower())
+        .option("mergeSchema", "true")
         .save(path)
     )
     return last_commit(frame.sparkSession, path)
@@ -65,3 +90,10 @@ def last_commit(spark: SparkSession, path: str) -> Commit:
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:
     return DeltaTable.isDeltaTable(spark, path)
+
+
+def read_days(spark: SparkSession, path: str, days: Sequence[date]) -> DataFrame | None:
+    """The rows of `days` in the Delta table at `path`, or None when the table does not exist yet."""
+    if not is_delta_table(spark, path):
+        return None
+    return spark.read.format("delta").load(path).where(days_predicate(days))

@@ -22,6 +22,7 @@ class Settings:
     spark_shuffle_partitions: int
     spark_ui_enabled: bool
     jars_dir: Path
+    dagster_home: Path
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -33,4 +34,5 @@ class Settings:
             spark_shuffle_partitions=int(env("TECHMART_SPARK_SHUFFLE_PARTITIONS", "4")),
             spark_ui_enabled=env("TECHMART_SPARK_UI", "false").lower() in ("1", "true", "yes"),
             jars_dir=Path(env("TECHMART_JARS_DIR", str(PROJECT_ROOT / ".jvm"))),
+            dagster_home=Path(env("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home"),
         )

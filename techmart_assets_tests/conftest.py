@@ -1,4 +1,4 @@
-"""Shared fixtures: one SparkSession for the whole test session, throw-away lakehouses, resources."""
+"""Shared fixtures: one SparkSession for the whole test session, generated drops, throw-away lakehouses."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from dagster_pyspark import PySparkResource
 from dagster_pyspark.resources import spark_session_from_config
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from techmart_assets.resources import LakehouseResource, spark_config
+from techmart_assets.generator import generate
+from techmart_assets.resources import spark_config
 from techmart_assets.settings import Settings
+from techmart_assets_tests.support import SMALL
 
 
 @pytest.fixture(scope="session")
@@ -39,9 +40,18 @@ def spark(settings: Settings) -> Iterator[SparkSession]:
         SparkContext._jvm = None
 
 
-def lakehouse_resources(settings: Settings, root: Path | str) -> dict[str, object]:
-    """The definitions' resources pointed at `root`; the Spark resource reuses the session's Spark."""
-    return {
-        "spark": PySparkResource(spark_config=spark_config(settings)),
-        "lakehouse": LakehouseResource(root=str(root)),
-    }
+@pytest.fixture(scope="session")
+def raw_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two weeks of generated drops (with every anomaly kind), generated once per test session."""
+    out = tmp_path_factory.mktemp("raw_data")
+    generate(SMALL, out)
+    return out
+
+
+@pytest.fixture
+def lakehouse(tmp_path: Path, raw_data: Path) -> Path:
+    """A fresh, empty lakehouse whose raw_data is the session's generated drops."""
+    root = tmp_path / "lakehouse"
+    root.mkdir()
+    (root / "raw_data").symlink_to(raw_data)
+    return root

@@ -1,7 +1,5 @@
 """The four bronze assets, one factory: a day's raw drop lands in Delta exactly as received."""
 
-from datetime import date, timedelta
-
 import dagster as dg
 from dagster_pyspark import PySparkResource
 from pyspark.sql import functions as F
@@ -10,14 +8,9 @@ from techmart_assets import metadata as md
 from techmart_assets.bronze.drops import group_by_header, list_drops
 from techmart_assets.bronze.ingest import columns_beyond_contract, read_source_drops
 from techmart_assets.delta import PARTITION_COLUMN, days_predicate, replace_days
-from techmart_assets.partitions import daily_partitions
+from techmart_assets.partitions import daily_partitions, run_days
 from techmart_assets.resources import LakehouseResource
 from techmart_assets.sources import SOURCES, Source
-
-
-def requested_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
-    window = context.partition_time_window
-    return window.start.date(), window.end.date() - timedelta(days=1)
 
 
 def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
@@ -34,7 +27,8 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
         output_required=False,
     )
     def bronze_asset(context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource):
-        first, last = requested_days(context)
+        requested = run_days(context)
+        first, last = requested[0], requested[-1]
         drops = list_drops(
             lakehouse.raw_source(source.name),
             source.extension,
@@ -42,9 +36,8 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
             last,
             with_header=source.file_format == "csv",
         )
-        requested = {first + timedelta(days=i) for i in range((last - first).days + 1)}
         days_with_drop = {d.day for d in drops}
-        missing = sorted(requested - days_with_drop)
+        missing = sorted(set(requested) - days_with_drop)
         if not drops:
             context.log.warning(
                 f"No {source.name} drop for {first}..{last}: nothing written, bronze unchanged."

@@ -1,0 +1,108 @@
+"""Bronze backfill benchmark.
+
+1. The whole bronze history at reference scale through Dagster (one run, single-run backfill policy)
+   against a plain PySpark script that reads the same drops and writes the same Delta tables, both in
+   this process on one SparkSession, alternating, best of --repeat. Prints both times and the ratio
+   (goal: ratio <= 1.3, Dagster time < 120 s on 2 cores).
+2. The data generator at --generator-transactions rows in a subprocess: rows per second, peak RSS.
+
+Run with `make bench` (or `.venv/bin/python -m bench.bronze_backfill --help`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import dagster as dg
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
+
+from bench.common import RANGE_TAGS, compare, reference_data, report, resources, spark_session
+from techmart_assets.bronze import bronze_assets
+from techmart_assets.sources import SOURCES
+
+
+def plain_pyspark(spark: SparkSession, root: Path) -> None:
+    """What a hand-written PySpark job would do: read each source's drops, stamp them, write Delta."""
+    for source in SOURCES.values():
+        pattern = f"{root}/raw_data/{source.name}/*/*.{source.extension}"
+        if source.file_format == "csv":
+            schema = StructType([StructField(c, StringType()) for c in source.columns])
+            frame = spark.read.schema(schema).option("header", True).csv(pattern)
+        else:
+            frame = spark.read.option("primitivesAsString", True).json(pattern)
+        (
+            frame.withColumn("_source_file", F.input_file_name())
+            .withColumn("_ingested_at", F.current_timestamp())
+            .withColumn(
+                "partition_date", F.to_date(F.regexp_extract("_source_file", r"/(\d{4}-\d{2}-\d{2})/", 1))
+            )
+            .write.format("delta")
+            .mode("overwrite")
+            .save(f"{root}/bronze/{source.name}")
+        )
+
+
+def through_dagster(root: Path) -> None:
+    assert dg.materialize(bronze_assets, resources=resources(root), tags=RANGE_TAGS).success
+
+
+def bench_generator(work: Path, transactions: int) -> None:
+    out = work / "generator"
+    command = [sys.executable, "-m", "techmart_assets.cli", "generate", "--no-progress", "--out", str(out)]
+    command += ["--transactions", str(transactions), "--customers", str(max(5_000, transactions // 10))]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    print(
+        f"\ngenerator, {transactions:,} transactions: {elapsed:.1f} s, "
+        f"{transactions / elapsed:,.0f} transactions/s, peak RSS {peak_mib:,.0f} MiB"
+    )
+    shutil.rmtree(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of each side; the best is kept")
+    parser.add_argument("--generator-transactions", type=int, default=10_000_000)
+    parser.add_argument("--skip-generator", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(
+        prefix="techmart-bench-", dir=os.environ.get("TECHMART_BENCH_DIR")
+    ) as tmp:
+        work = Path(tmp)
+        raw, summary = reference_data(work)
+        spark = spark_session()
+        best = compare(
+            work,
+            {"raw_data": raw},
+            {"plain PySpark": lambda root: plain_pyspark(spark, root), "Dagster": through_dagster},
+            args.repeat,
+        )
+        report(
+            f"bronze backfill, {summary.days} days, {summary.transactions:,} transactions "
+            f"(best of {args.repeat}; goal: Dagster < 120 s)",
+            best,
+            "plain PySpark",
+            "Dagster",
+            "<= 1.3",
+        )
+        spark.stop()
+        if not args.skip_generator:
+            bench_generator(work, args.generator_transactions)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""What the benchmarks share: the reference data set, fresh lakehouses, timing, the ratio report."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from dagster_pyspark.resources import spark_session_from_config
+from pyspark.sql import SparkSession
+
+from techmart_assets.generator import GenerationSummary, GeneratorConfig, generate
+from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END
+from techmart_assets.resources import LakehouseResource, build_spark_resource, spark_config
+from techmart_assets.settings import Settings
+
+RANGE_TAGS = {
+    "dagster/asset_partition_range_start": HISTORY_START,
+    "dagster/asset_partition_range_end": REFERENCE_HISTORY_END,
+}
+
+
+def reference_data(work: Path) -> tuple[Path, GenerationSummary]:
+    raw = work / "raw_data"
+    print("generating the reference data set …", flush=True)
+    return raw, generate(GeneratorConfig(), raw)
+
+
+def spark_session() -> SparkSession:
+    return spark_session_from_config(spark_config(Settings.from_env()))
+
+
+def resources(root: Path) -> dict[str, object]:
+    return {
+        "spark": build_spark_resource(Settings.from_env()),
+        "lakehouse": LakehouseResource(root=str(root)),
+    }
+
+
+def fresh_lakehouse(work: Path, name: str, links: dict[str, Path]) -> Path:
+    """A new lakehouse root whose `links` (e.g. raw_data, bronze) point at shared inputs."""
+    root = work / name
+    root.mkdir()
+    for child, target in links.items():
+        (root / child).symlink_to(target)
+    return root
+
+
+def compare(
+    work: Path, links: dict[str, Path], sides: dict[str, Callable[[Path], None]], repeat: int
+) -> dict[str, float]:
+    """Best time of each side over `repeat` rounds, alternating which side goes first."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    for i in range(repeat):
+        order = list(sides) if i % 2 == 0 else list(reversed(sides))
+        for name in order:
+            root = fresh_lakehouse(work, f"lakehouse-{name.split()[0].lower()}-{i}", links)
+            started = time.perf_counter()
+            sides[name](root)
+            times[name].append(time.perf_counter() - started)
+            print(f"  {name:14s} run {i + 1}: {times[name][-1]:6.1f} s", flush=True)
+            shutil.rmtree(root)
+    return {name: min(t) for name, t in times.items()}
+
+
+def report(title: str, best: dict[str, float], baseline: str, candidate: str, goal: str) -> None:
+    ratio = best[candidate] / best[baseline]
+    print(f"\n{title}")
+    for name, seconds in best.items():
+        print(f"  {name:14s} {seconds:7.1f} s")
+    print(f"  ratio          {ratio:7.2f}   ({candidate} / {baseline}; goal {goal})")

@@ -1,0 +1,60 @@
+"""What the integration tests share: the small generated data set and ways to read it back."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, timedelta
+from pathlib import Path
+
+from dagster_pyspark import PySparkResource
+from pyspark.sql import DataFrame, SparkSession
+
+from techmart_assets.generator import GeneratorConfig
+from techmart_assets.resources import LakehouseResource, spark_config
+from techmart_assets.settings import Settings
+
+FIRST, LAST = date(2024, 11, 1), date(2024, 11, 14)
+COUPON_FROM = date(2024, 11, 10)
+DAYS = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+RANGE_TAGS = {
+    "dagster/asset_partition_range_start": str(FIRST),
+    "dagster/asset_partition_range_end": str(LAST),
+}
+# Small, with anomaly rates raised so every injected kind appears in two weeks of data.
+SMALL = GeneratorConfig(
+    seed=11,
+    start=FIRST,
+    end=LAST,
+    customers=300,
+    products=60,
+    transactions=1_400,
+    fraud_rate=0.01,
+    dirty_rate=0.004,
+    web_dirty_rate=0.002,
+    coupon_code_from=COUPON_FROM,
+)
+
+
+def lakehouse_resources(settings: Settings, root: Path | str) -> dict[str, object]:
+    """The definitions' resources pointed at `root`; the Spark resource reuses the session's Spark."""
+    return {
+        "spark": PySparkResource(spark_config=spark_config(settings)),
+        "lakehouse": LakehouseResource(root=str(root)),
+    }
+
+
+def drop_rows(raw_data: Path, source: str, day: date) -> int:
+    """Data lines in a source's drop for a day (CSV header excluded)."""
+    return sum(
+        sum(1 for line in f.read_text().splitlines()[1 if f.suffix == ".csv" else 0 :] if line)
+        for f in (raw_data / source / str(day)).glob("*.*")
+    )
+
+
+def labels(raw_data: Path) -> list[dict[str, str]]:
+    with open(raw_data / "labels.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def table(spark: SparkSession, root: Path, layer: str, name: str) -> DataFrame:
+    return spark.read.format("delta").load(str(root / layer / name))
