@@ -63,6 +63,7 @@ ui: setup  ## the Dagster webserver and daemon on the demo's instance (http://12
 
 bench: setup  ## the benchmarks in bench/ (ratios against a baseline measured in the same run)
 	$(BIN)/python -m bench.bronze_backfill
+	$(BIN)/python -m bench.silver_backfill
 
 clean:  ## remove the generated lakehouse and the Dagster instance (keeps venv and jars)
 	rm -rf lakehouse $(DAGSTER_HOME) spark-warehouse metastore_db

@@ -5,9 +5,10 @@ import dagster as dg
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.jobs import lakehouse_job
 from techmart_assets.resources import build_resources
+from techmart_assets.silver import silver_assets
 
 defs = dg.Definitions(
-    assets=[*bronze_assets],
+    assets=[*bronze_assets, *silver_assets],
     jobs=[lakehouse_job],
     resources=build_resources(),
     # One process per run, so every step of a run (and a whole backfill range) shares one SparkSession

@@ -9,11 +9,12 @@ from datetime import date
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 PARTITION_COLUMN = "partition_date"
 # Tables are not Hive-partitioned by day (a day holds a few hundred rows at reference scale, which
-# would make thousands of tiny files). Rows are range-clustered by day into about a month per file,
-# so Delta's min/max statistics let a one-day replaceWhere touch one file.
+# would make thousands of tiny files). Rows are clustered by month into files sorted by day, so
+# Delta's min/max statistics let a one-day replaceWhere touch one file.
 _DAYS_PER_FILE = 31
 
 
@@ -70,7 +71,7 @@ def replace_days(frame: DataFrame, path: str, days: Sequence[date]) -> Commit:
     check_compatible(frame, path)
     files = max(1, math.ceil(len(set(days)) / _DAYS_PER_FILE))
     (
-        frame.repartitionByRange(files, PARTITION_COLUMN)
+        frame.repartition(files, F.date_trunc("month", PARTITION_COLUMN))
         .sortWithinPartitions(PARTITION_COLUMN)
         .write.format("delta")
         .mode("overwrite")

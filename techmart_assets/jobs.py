@@ -8,7 +8,7 @@ LAKEHOUSE_JOB = "lakehouse_build"
 
 lakehouse_job = dg.define_asset_job(
     name=LAKEHOUSE_JOB,
-    selection=dg.AssetSelection.groups("bronze"),
+    selection=dg.AssetSelection.groups("bronze", "silver"),
     partitions_def=daily_partitions,
     description="Every layer of the lakehouse for a day or a range of days: one run, one Spark session.",
 )

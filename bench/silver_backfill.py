@@ -1,0 +1,105 @@
+"""Silver backfill benchmark.
+
+The whole silver history at reference scale through Dagster (one run: SCD2 customers and products,
+transactions, web events, their quarantines and checks) against the same transformation functions
+called from one plain PySpark script with the same writes and no Dagster, no checks, no metadata.
+Both read the same bronze tables (built once, first), in this process on one SparkSession,
+alternating, best of --repeat. Prints both times and the ratio (goal: ratio <= 1.3).
+
+Run with `make bench` (or `.venv/bin/python -m bench.silver_backfill --help`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+from pyspark.sql import SparkSession
+
+from bench.common import (
+    RANGE_TAGS,
+    compare,
+    fresh_lakehouse,
+    reference_data,
+    report,
+    resources,
+    spark_session,
+)
+from techmart_assets.bronze import bronze_assets
+from techmart_assets.delta import PARTITION_COLUMN, days_predicate, replace_days
+from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END
+from techmart_assets.silver import silver_assets
+from techmart_assets.silver.dimensions import CUSTOMER_DIMENSION, PRODUCT_DIMENSION, build_dimension
+from techmart_assets.silver.transactions import build_transactions
+from techmart_assets.silver.web_events import build_web_events
+
+
+def plain_pyspark(spark: SparkSession, root: Path, days: list[date]) -> None:
+    def load(layer: str, name: str):
+        return spark.read.format("delta").load(f"{root}/{layer}/{name}")
+
+    window = days_predicate(days)
+    for dimension in (CUSTOMER_DIMENSION, PRODUCT_DIMENSION):
+        name = dimension.source.name
+        batch = build_dimension(load("bronze", name), window, f"{root}/silver/{name}", dimension)
+        replace_days(batch.quarantined, f"{root}/silver/{name}_quarantine", days)
+    no_history = spark.createDataFrame(
+        [], f"transaction_id string, customer_id string, {PARTITION_COLUMN} date"
+    )
+    transactions = build_transactions(
+        load("bronze", "transactions").where(window),
+        load("silver", "customers"),
+        load("silver", "products"),
+        no_history,
+    )
+    no_events = spark.createDataFrame([], f"event_id string, {PARTITION_COLUMN} date")
+    events = build_web_events(load("bronze", "web_events").where(window), no_events)
+    for name, batch in (("transactions", transactions), ("web_events", events)):
+        replace_days(batch.accepted, f"{root}/silver/{name}", days)
+        replace_days(batch.quarantined, f"{root}/silver/{name}_quarantine", days)
+
+
+def through_dagster(root: Path) -> None:
+    assert dg.materialize(silver_assets, resources=resources(root), tags=RANGE_TAGS).success
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of each side; the best is kept")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(
+        prefix="techmart-bench-", dir=os.environ.get("TECHMART_BENCH_DIR")
+    ) as tmp:
+        work = Path(tmp)
+        raw, summary = reference_data(work)
+        spark = spark_session()
+        print("building bronze once …", flush=True)
+        inputs = fresh_lakehouse(work, "inputs", {"raw_data": raw})
+        assert dg.materialize(bronze_assets, resources=resources(inputs), tags=RANGE_TAGS).success
+        first, last = date.fromisoformat(HISTORY_START), date.fromisoformat(REFERENCE_HISTORY_END)
+        days = [date.fromordinal(o) for o in range(first.toordinal(), last.toordinal() + 1)]
+        best = compare(
+            work,
+            {"raw_data": raw, "bronze": inputs / "bronze"},
+            {"plain PySpark": lambda root: plain_pyspark(spark, root, days), "Dagster": through_dagster},
+            args.repeat,
+        )
+        report(
+            f"silver backfill, {summary.days} days, {summary.transactions:,} transactions "
+            f"(best of {args.repeat})",
+            best,
+            "plain PySpark",
+            "Dagster",
+            "<= 1.3",
+        )
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()

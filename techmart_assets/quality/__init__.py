@@ -1,0 +1,1 @@
+"""Data quality: asset checks shared by every layer."""

@@ -1,0 +1,471 @@
+"""The silver assets: each source's trusted table and its quarantine, written and checked in one step.
+
+Every silver asset reads its bronze days, calls its plain transformation, replaces those days (or
+MERGEs SCD2 chains), then evaluates its checks on what it wrote. Checks that guard gold block.
+"""
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import dagster as dg
+from dagster_pyspark import PySparkResource
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from techmart_assets import metadata as md
+from techmart_assets.bronze.ingest import columns_beyond_contract
+from techmart_assets.delta import (
+    PARTITION_COLUMN,
+    Commit,
+    days_predicate,
+    last_commit,
+    read_days,
+    replace_days,
+)
+from techmart_assets.partitions import daily_partitions, run_days
+from techmart_assets.quality import checks
+from techmart_assets.quality.checks import CheckSpec
+from techmart_assets.resources import LakehouseResource
+from techmart_assets.silver.batch import release
+from techmart_assets.silver.dimensions import (
+    CUSTOMER_DIMENSION,
+    PRODUCT_DIMENSION,
+    Dimension,
+    build_dimension,
+)
+from techmart_assets.silver.rules import MAX_PLAUSIBLE_AMOUNT_MAD
+from techmart_assets.silver.scd2 import REPEATED, UNCHANGED, VERSION
+from techmart_assets.silver.transactions import SilverBatch, build_transactions
+from techmart_assets.silver.web_events import build_web_events
+from techmart_assets.sources import SOURCES, Source
+
+QUARANTINE_WARN_RATE, QUARANTINE_FAIL_RATE = 0.05, 0.20
+HISTORY_DAYS = 28
+
+RECONCILIATION = CheckSpec(
+    "reconciliation", "bronze rows = silver rows + quarantined rows + duplicates removed, per run", True
+)
+QUARANTINE_RATE = CheckSpec(
+    "quarantine_rate",
+    f"share of bronze rows quarantined: warns above {QUARANTINE_WARN_RATE:.0%}, fails above "
+    f"{QUARANTINE_FAIL_RATE:.0%}",
+    True,
+)
+KEYS_NOT_NULL = CheckSpec("keys_not_null", "business and surrogate keys are never null", True)
+UNIQUE_KEY = CheckSpec("unique_key", "the business key is unique across the whole table", True)
+SCHEMA_CHANGE = CheckSpec(
+    "schema_change",
+    "the source's columns against its contract: a new column warns, a missing one fails",
+    False,
+)
+ROW_COUNT = CheckSpec(
+    "row_count_vs_history",
+    f"rows per day within 0.3x..3x the median of the {HISTORY_DAYS} days before",
+    False,
+)
+INSIDE_DAY = CheckSpec("timestamps_inside_partition", "every event time falls on its partition's day", True)
+
+
+def silver_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey(["silver", name])
+
+
+def quarantine_key(source: Source) -> dg.AssetKey:
+    return silver_key(f"{source.name}_quarantine")
+
+
+def bronze_key(source: Source) -> dg.AssetKey:
+    return dg.AssetKey(["bronze", source.name])
+
+
+def previous_day(key: dg.AssetKey) -> dg.AssetDep:
+    """A day depends on the day before it (cross-day duplicates, running sequences), so Dagster
+    orders days and marks later ones stale when an earlier one changes."""
+    return dg.AssetDep(
+        key,
+        partition_mapping=dg.TimeWindowPartitionMapping(
+            start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+        ),
+    )
+
+
+def quarantine_spec(source: Source) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        quarantine_key(source),
+        deps=[bronze_key(source)],
+        description=f"Rejected {source.name} rows, as received (`record`, `raw_line`), with the rule "
+        "that rejected each (`quarantine_rule`) and a readable `quarantine_reason`.",
+        group_name="silver",
+        kinds={"spark", "delta"},
+        tags={"layer": "silver"},
+    )
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Paths and reads of one run."""
+
+    spark: SparkSession
+    lakehouse: LakehouseResource
+    days: list[date]
+
+    def path(self, layer: str, name: str) -> str:
+        return self.lakehouse.table_path(layer, name)
+
+    def days_of(self, layer: str, name: str) -> DataFrame | None:
+        return read_days(self.spark, self.path(layer, name), self.days)
+
+    def whole(self, layer: str, name: str, required_by: str) -> DataFrame:
+        path = self.path(layer, name)
+        frame = read_days(self.spark, path, [date.min, date.max - timedelta(days=1)])
+        if frame is None:
+            raise dg.Failure(
+                f"{layer}/{name} does not exist yet at {path}; {required_by} needs it: materialize "
+                f"{layer}/{name} for these days first (or select both in one run)."
+            )
+        return self.spark.read.format("delta").load(path)
+
+    def before(self, layer: str, name: str, columns: Sequence[str], days: int | None = None) -> DataFrame:
+        """Rows of the days before this run's first day (all of them, or the last `days`)."""
+        path = self.path(layer, name)
+        first = self.days[0]
+        if read_days(self.spark, path, [first]) is None:
+            schema = ", ".join(f"{c} string" for c in columns if c != PARTITION_COLUMN)
+            return self.spark.createDataFrame([], f"{schema}, {PARTITION_COLUMN} date")
+        frame = self.spark.read.format("delta").load(path).where(F.col(PARTITION_COLUMN) < F.lit(first))
+        if days:
+            frame = frame.where(F.col(PARTITION_COLUMN) >= F.lit(first - timedelta(days=days)))
+        return frame.select(*columns)
+
+
+def per_day(frame: DataFrame) -> dict[str, int]:
+    return {str(r[0]): r[1] for r in frame.groupBy(PARTITION_COLUMN).count().collect()}
+
+
+def by_rule(quarantine: DataFrame) -> dict[str, int]:
+    return {r.quarantine_rule: r["count"] for r in quarantine.groupBy("quarantine_rule").count().collect()}
+
+
+def rules_table(rules: dict[str, int]) -> dg.MetadataValue:
+    rows = [{"rule": k, "rows": v} for k, v in sorted(rules.items(), key=lambda kv: -kv[1])]
+    return dg.MetadataValue.md(md.markdown_table(rows, ["rule", "rows"]) if rows else "nothing quarantined")
+
+
+def no_bronze_rows(
+    context: dg.AssetExecutionContext, source: Source, keys: Sequence[dg.AssetKey]
+) -> Iterator:
+    context.log.warning(f"bronze/{source.name} has no rows for these days: silver unchanged.")
+    for key in keys:
+        yield dg.AssetObservation(asset_key=key, metadata={"status": "no bronze rows for these days"})
+
+
+def write_batch(
+    tables: Tables, source: Source, batch: SilverBatch, bronze: DataFrame
+) -> tuple[Commit, Commit, DataFrame, DataFrame]:
+    """Replace the run's days in the silver table and in its quarantine; return what was written."""
+    path, qpath = tables.path("silver", source.name), tables.path("silver", f"{source.name}_quarantine")
+    commit = replace_days(batch.accepted, path, tables.days)
+    qcommit = replace_days(batch.quarantined, qpath, tables.days)
+    return (
+        commit,
+        qcommit,
+        tables.days_of("silver", source.name),
+        tables.days_of("silver", f"{source.name}_quarantine"),
+    )
+
+
+def batch_results(
+    tables: Tables,
+    source: Source,
+    bronze: DataFrame,
+    written: DataFrame,
+    quarantine: DataFrame,
+    commits: tuple[Commit, Commit],
+    table_checks: list[dg.AssetCheckResult],
+) -> Iterator:
+    """Metadata and the shared checks for a source written as accepted rows + quarantine."""
+    bronze_rows = bronze.count()
+    rules = by_rule(quarantine)
+    duplicates = sum(n for rule, n in rules.items() if rule.startswith("duplicate_"))
+    quarantined = sum(rules.values()) - duplicates
+    day_counts = per_day(written)
+    accepted = sum(day_counts.values())
+    history = per_day(tables.before("silver", source.name, [PARTITION_COLUMN], HISTORY_DAYS))
+    results = [
+        checks.reconciliation(
+            bronze_rows, {"silver": accepted, "quarantined": quarantined, "duplicates": duplicates}
+        ),
+        checks.quarantine_rate(
+            bronze_rows, quarantined + duplicates, QUARANTINE_WARN_RATE, QUARANTINE_FAIL_RATE
+        ),
+        checks.row_count_vs_history(day_counts, list(history.values())),
+        checks.schema_change(bronze_source_columns(bronze, source), source.columns),
+        *table_checks,
+    ]
+    commit, qcommit = commits
+    yield dg.MaterializeResult(
+        asset_key=silver_key(source.name),
+        metadata={
+            "dagster/row_count": accepted,
+            "dagster/column_schema": md.column_schema(written),
+            "bronze_rows": bronze_rows,
+            "rows_accepted": accepted,
+            "rows_quarantined": quarantined,
+            "duplicates_removed": duplicates,
+            "reconciliation": f"{bronze_rows:,} = {accepted:,} + {quarantined:,} + {duplicates:,}",
+            "days_written": len(tables.days),
+            **md.commit_metadata(tables.path("silver", source.name), commit),
+            "preview": md.preview(written.orderBy(PARTITION_COLUMN)),
+        },
+        check_results=results,
+    )
+    yield quarantine_result(tables, source, quarantine, rules, qcommit)
+
+
+def quarantine_result(
+    tables: Tables, source: Source, quarantine: DataFrame, rules: dict[str, int], commit: Commit
+) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        asset_key=quarantine_key(source),
+        metadata={
+            "dagster/row_count": sum(rules.values()),
+            "rows_by_rule": rules_table(rules),
+            **md.commit_metadata(tables.path("silver", f"{source.name}_quarantine"), commit),
+            "preview": md.preview(quarantine.select("record_key", "quarantine_rule", "quarantine_reason")),
+        },
+    )
+
+
+def bronze_source_columns(bronze: DataFrame, source: Source) -> list[str]:
+    return [*source.columns, *columns_beyond_contract(bronze.columns, source)]
+
+
+def silver_multi_asset(
+    source: Source, description: str, deps: list[dg.AssetDep | dg.AssetKey], check_list: Sequence[CheckSpec]
+):
+    key = silver_key(source.name)
+    return dg.multi_asset(
+        name=f"silver_{source.name}",
+        specs=[
+            dg.AssetSpec(
+                key,
+                deps=[bronze_key(source), *deps],
+                description=description,
+                group_name="silver",
+                kinds={"spark", "delta"},
+                tags={"layer": "silver"},
+                metadata={"business_key": source.key},
+            ),
+            quarantine_spec(source),
+        ],
+        check_specs=[c.spec(key) for c in check_list],
+        partitions_def=daily_partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        can_subset=False,
+    )
+
+
+BATCH_CHECKS = [
+    RECONCILIATION,
+    QUARANTINE_RATE,
+    ROW_COUNT,
+    SCHEMA_CHANGE,
+    UNIQUE_KEY,
+    KEYS_NOT_NULL,
+    INSIDE_DAY,
+]
+TRANSACTIONS, WEB_EVENTS, CUSTOMERS, PRODUCTS = (
+    SOURCES[n] for n in ("transactions", "web_events", "customers", "products")
+)
+
+
+@silver_multi_asset(
+    TRANSACTIONS,
+    "Transactions typed (decimal MAD, UTC timestamps), validated, deduplicated across days (first valid "
+    "occurrence wins) and enriched with the customer and product versions valid at the transaction "
+    "time; plus derived fields (hour, is_foreign, cost, the customer's purchase sequence number).",
+    [silver_key("customers"), silver_key("products"), previous_day(silver_key("transactions"))],
+    [
+        *BATCH_CHECKS,
+        CheckSpec("amount_in_range", f"0 < total_amount <= {MAX_PLAUSIBLE_AMOUNT_MAD:,} MAD", True),
+        CheckSpec(
+            "references_found_as_of", "every customer and product has a version at the sale's time", True
+        ),
+    ],
+)
+def silver_transactions(
+    context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
+):
+    tables = Tables(spark.spark_session, lakehouse, run_days(context))
+    bronze = tables.days_of("bronze", TRANSACTIONS.name)
+    if bronze is None or bronze.isEmpty():
+        yield from no_bronze_rows(
+            context, TRANSACTIONS, [silver_key(TRANSACTIONS.name), quarantine_key(TRANSACTIONS)]
+        )
+        return
+    batch = build_transactions(
+        bronze,
+        tables.whole("silver", "customers", "silver/transactions"),
+        tables.whole("silver", "products", "silver/transactions"),
+        tables.before("silver", TRANSACTIONS.name, ["transaction_id", "customer_id", PARTITION_COLUMN]),
+    )
+    *commits, written, quarantine = write_batch(tables, TRANSACTIONS, batch, bronze)
+    release(batch.persisted)
+    whole = spark.spark_session.read.format("delta").load(tables.path("silver", TRANSACTIONS.name))
+    amount = F.col("total_amount")
+    table_checks = [
+        checks.unique_key(whole, TRANSACTIONS.key),
+        checks.not_null(written, ["transaction_id", "customer_id", "product_id", "transaction_ts"]),
+        checks.rows_where(
+            written,
+            F.to_date("transaction_ts") != F.col(PARTITION_COLUMN),
+            INSIDE_DAY.name,
+            ["transaction_id", "transaction_ts", PARTITION_COLUMN],
+        ),
+        checks.rows_where(
+            written,
+            (amount <= 0) | (amount > MAX_PLAUSIBLE_AMOUNT_MAD),
+            "amount_in_range",
+            ["transaction_id", "total_amount"],
+        ),
+        checks.rows_where(
+            written,
+            F.col("customer_sk").isNull() | F.col("product_sk").isNull(),
+            "references_found_as_of",
+            ["transaction_id", "customer_id", "product_id"],
+        ),
+    ]
+    yield from batch_results(tables, TRANSACTIONS, bronze, written, quarantine, tuple(commits), table_checks)
+
+
+@silver_multi_asset(
+    WEB_EVENTS,
+    "Web events typed and validated, deduplicated by event_id across days, sessionized (a new session "
+    "after 30 idle minutes where the source sent none); bot-like sessions quarantined.",
+    [previous_day(silver_key("web_events"))],
+    BATCH_CHECKS,
+)
+def silver_web_events(
+    context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
+):
+    tables = Tables(spark.spark_session, lakehouse, run_days(context))
+    bronze = tables.days_of("bronze", WEB_EVENTS.name)
+    if bronze is None or bronze.isEmpty():
+        yield from no_bronze_rows(
+            context, WEB_EVENTS, [silver_key(WEB_EVENTS.name), quarantine_key(WEB_EVENTS)]
+        )
+        return
+    batch = build_web_events(
+        bronze, tables.before("silver", WEB_EVENTS.name, [WEB_EVENTS.key, PARTITION_COLUMN])
+    )
+    *commits, written, quarantine = write_batch(tables, WEB_EVENTS, batch, bronze)
+    release(batch.persisted)
+    whole = spark.spark_session.read.format("delta").load(tables.path("silver", WEB_EVENTS.name))
+    table_checks = [
+        checks.unique_key(whole, WEB_EVENTS.key),
+        checks.not_null(written, ["event_id", "session_id", "event_type", "event_ts"]),
+        checks.rows_where(
+            written,
+            F.to_date("event_ts") != F.col(PARTITION_COLUMN),
+            INSIDE_DAY.name,
+            ["event_id", "event_ts", PARTITION_COLUMN],
+        ),
+    ]
+    yield from batch_results(tables, WEB_EVENTS, bronze, written, quarantine, tuple(commits), table_checks)
+
+
+DIMENSION_CHECKS = [
+    RECONCILIATION,
+    QUARANTINE_RATE,
+    SCHEMA_CHANGE,
+    CheckSpec("unique_current_key", "one current version per business key", True),
+    KEYS_NOT_NULL,
+    CheckSpec("valid_ranges", "every version is valid from before it is valid to", True),
+]
+
+
+def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
+    source, scd2 = dimension.source, dimension.scd2
+
+    @silver_multi_asset(
+        source,
+        f"{source.description} Kept as SCD Type 2 (Delta MERGE): `{scd2.surrogate_key}`, "
+        f"`{scd2.business_key}`, `valid_from`, `valid_to`, `is_current`, `change_hash`. Order-independent: "
+        "a day rebuilds the version chains of the keys it touches from every extract in bronze.",
+        [],
+        DIMENSION_CHECKS,
+    )
+    def silver_dimension(
+        context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
+    ):
+        tables = Tables(spark.spark_session, lakehouse, run_days(context))
+        bronze_days = tables.days_of("bronze", source.name)
+        if bronze_days is None or bronze_days.isEmpty():
+            yield from no_bronze_rows(context, source, [silver_key(source.name), quarantine_key(source)])
+            return
+        path = tables.path("silver", source.name)
+        batch = build_dimension(
+            tables.whole("bronze", source.name, f"silver/{source.name}"),
+            days_predicate(tables.days),
+            path,
+            dimension,
+        )
+        statuses = {
+            r.scd2_status: r["count"] for r in batch.classified.groupBy("scd2_status").count().collect()
+        }
+        commit = last_commit(tables.spark, path)
+        qcommit = replace_days(
+            batch.quarantined, tables.path("silver", f"{source.name}_quarantine"), tables.days
+        )
+        release(batch.persisted)
+        quarantine = tables.days_of("silver", f"{source.name}_quarantine")
+        rules = by_rule(quarantine)
+        bronze_rows = bronze_days.count()
+        table = tables.spark.read.format("delta").load(path)
+        versions = {s: statuses.get(s, 0) for s in (VERSION, UNCHANGED, REPEATED)}
+        results = [
+            checks.reconciliation(bronze_rows, {**versions, "quarantined": sum(rules.values())}),
+            checks.quarantine_rate(
+                bronze_rows, sum(rules.values()), QUARANTINE_WARN_RATE, QUARANTINE_FAIL_RATE
+            ),
+            checks.schema_change(bronze_source_columns(bronze_days, source), source.columns),
+            checks.unique_key(table.where("is_current"), scd2.business_key, "unique_current_key"),
+            checks.not_null(table, [scd2.business_key, scd2.surrogate_key, "valid_from"]),
+            checks.rows_where(
+                table,
+                F.col("valid_to") <= F.col("valid_from"),
+                "valid_ranges",
+                [scd2.business_key, "valid_from", "valid_to"],
+            ),
+        ]
+        current = table.where("is_current").count()
+        yield dg.MaterializeResult(
+            asset_key=silver_key(source.name),
+            metadata={
+                "dagster/row_count": table.count(),
+                "dagster/column_schema": md.column_schema(table),
+                "bronze_rows": bronze_rows,
+                "versions_opened": versions[VERSION],
+                "records_unchanged": versions[UNCHANGED],
+                "records_repeated": versions[REPEATED],
+                "rows_quarantined": sum(rules.values()),
+                "current_keys": current,
+                **md.commit_metadata(path, commit),
+                "preview": md.preview(
+                    table.where(F.col(PARTITION_COLUMN).isin(tables.days)).orderBy(scd2.business_key)
+                ),
+            },
+            check_results=results,
+        )
+        yield quarantine_result(tables, source, quarantine, rules, qcommit)
+
+    return silver_dimension
+
+
+silver_assets = [
+    build_dimension_asset(CUSTOMER_DIMENSION),
+    build_dimension_asset(PRODUCT_DIMENSION),
+    silver_transactions,
+    silver_web_events,
+]
