@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -43,8 +44,18 @@ def spark_jars(jars_dir: Path) -> list[str]:
     return [str(j) for j in fetched if _artifact_name(j) not in bundled]
 
 
+def use_pip_spark() -> None:
+    """Make pyspark start the Spark of the pyspark wheel, whatever SPARK_HOME the shell has.
+
+    A SPARK_HOME pointing at another Spark starts a JVM of another version than the Python side
+    (`py4j ... Method ... does not exist`); the wheel's Spark is the only one this project uses.
+    """
+    os.environ["SPARK_HOME"] = str(Path(pyspark.__file__).parent)
+
+
 def spark_config(settings: Settings) -> dict[str, str]:
     """One SparkSession configuration for the whole project: Delta, local jars, bounded memory."""
+    use_pip_spark()
     return {
         "spark.master": settings.spark_master,
         "spark.app.name": "techmart-lakehouse",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pyspark
 
-from techmart_assets.resources import spark_jars
+from techmart_assets.resources import spark_config, spark_jars
 from techmart_assets.settings import PROJECT_ROOT, Settings
 
 POM = (PROJECT_ROOT / "jvm" / "spark" / "pom.xml").read_text()
@@ -70,3 +71,9 @@ def test_pinned_dagster_set_is_coherent() -> None:
     assert pinned["dagster"] == pinned["dagster-webserver"] == version("dagster")
     assert version("dagster-pyspark") == pinned["dagster-pyspark"]
     assert version("dagster-dbt") == pinned["dagster-dbt"]
+
+
+def test_a_foreign_spark_home_is_not_used(monkeypatch) -> None:
+    monkeypatch.setenv("SPARK_HOME", "/opt/some-other-spark")
+    spark_config(Settings.from_env())
+    assert os.environ["SPARK_HOME"] == str(Path(pyspark.__file__).parent)
