@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.settings import Settings
+from techmart_assets.silver import silver_assets
 from techmart_assets_tests.support import (
     COUPON_FROM,
     DAYS,
@@ -59,6 +60,9 @@ def test_one_partition_holds_every_row_of_its_drop(
     assert event.metadata["rows_written"].value == table.count()
     assert event.metadata["malformed_rows"].value == malformed.count()
     assert event.metadata["delta_version"].value == 0
+    (check,) = result.get_asset_check_evaluations()
+    assert check.check_name == "drop_fully_landed" and check.passed
+    assert check.metadata["drop_data_lines"].value == drop_rows(raw_data, "transactions", day)
 
 
 def test_materializing_a_partition_twice_leaves_one_copy_and_a_new_version(
@@ -112,17 +116,30 @@ def test_a_column_added_mid_range_is_taken_and_earlier_days_read_it_as_null(
 
 def test_a_day_without_a_drop_is_reported_and_writes_nothing(settings: Settings, lakehouse: Path) -> None:
     day = LAST + timedelta(days=30)
-    result = materialize(settings, lakehouse, partition_key=str(day))
+    result = dg.materialize(
+        [*bronze_assets, *silver_assets],
+        resources=lakehouse_resources(settings, lakehouse),
+        partition_key=str(day),
+    )
 
     assert result.success
     assert result.get_asset_materialization_events() == []
-    observations = result.get_asset_observation_events()
-    assert len(observations) == 4
-    for obs in observations:
-        metadata = obs.asset_observation_data.asset_observation.metadata
-        assert metadata["status"].value == "no drop"
-        assert metadata["days_without_drop"].value == str(day)
-    assert not (lakehouse / "bronze").exists()
+    observed = {
+        o.asset_key.to_user_string(): o.asset_observation_data.asset_observation.metadata
+        for o in result.get_asset_observation_events()
+    }
+    for source in ("transactions", "products", "customers", "web_events"):
+        assert observed[f"bronze/{source}"]["status"].value == "no drop"
+        assert observed[f"bronze/{source}"]["days_without_drop"].value == str(day)
+    checks = result.get_asset_check_evaluations()
+    assert {c.asset_key.path[0] for c in checks} >= {"bronze"}
+    for check in checks:
+        assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+        assert (
+            "no drop" in check.metadata["not_evaluated"].value
+            or "no rows" in check.metadata["not_evaluated"].value
+        )
+    assert not (lakehouse / "bronze").exists() and not (lakehouse / "silver").exists()
 
 
 def test_a_non_spark_delta_reader_reads_bronze(

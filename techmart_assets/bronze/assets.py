@@ -2,15 +2,29 @@
 
 import dagster as dg
 from dagster_pyspark import PySparkResource
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from techmart_assets import metadata as md
-from techmart_assets.bronze.drops import group_by_header, list_drops
+from techmart_assets.bronze.drops import DropFile, group_by_header, list_drops
 from techmart_assets.bronze.ingest import columns_beyond_contract, read_source_drops
-from techmart_assets.delta import PARTITION_COLUMN, days_predicate, replace_days
+from techmart_assets.delta import PARTITION_COLUMN, read_days, replace_days
 from techmart_assets.partitions import daily_partitions, run_days
+from techmart_assets.quality.checks import CheckSpec, not_evaluated
 from techmart_assets.resources import LakehouseResource
 from techmart_assets.sources import SOURCES, Source
+
+DROP_FULLY_LANDED = CheckSpec(
+    "drop_fully_landed",
+    "bronze holds one row per non-empty data line of the drop files it read (nothing skipped)",
+    True,
+)
+
+
+def drop_data_lines(spark: SparkSession, drops: list[DropFile], header_lines: int) -> int:
+    """Non-empty lines of the drop files, headers excepted, counted without any parser."""
+    lines = spark.read.text([d.path for d in drops]).where(F.trim("value") != "").count()
+    return lines - header_lines * len(drops)
 
 
 def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
@@ -25,6 +39,7 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
         tags={"layer": "bronze"},
         metadata={"source_format": source.file_format, "business_key": source.key},
         output_required=False,
+        check_specs=[DROP_FULLY_LANDED.spec(dg.AssetKey(["bronze", source.name]))],
     )
     def bronze_asset(context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource):
         requested = run_days(context)
@@ -46,6 +61,7 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
                 asset_key=context.asset_key,
                 metadata={"status": "no drop", "days_without_drop": md.days_summary(missing)},
             )
+            yield from not_evaluated([DROP_FULLY_LANDED.name], "no drop for these days")
             return
 
         context.log.info(f"Reading {len(drops)} {source.name} files for {len(days_with_drop)} days.")
@@ -54,16 +70,15 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
         path = lakehouse.table_path("bronze", source.name)
         commit = replace_days(frame, path, sorted(days_with_drop))
 
-        written = session.read.format("delta").load(path).where(days_predicate(sorted(days_with_drop)))
-        per_day = written.groupBy(PARTITION_COLUMN).agg(
+        written = read_days(session, path, sorted(days_with_drop))
+        totals = written.agg(
             F.count(F.lit(1)).alias("rows"), F.count("_parse_error").alias("malformed")
-        )
-        totals = per_day.agg(F.sum("rows").alias("rows"), F.sum("malformed").alias("malformed")).first()
+        ).first()
         extra_columns = columns_beyond_contract(frame.columns, source)
+        lines = drop_data_lines(session, drops, header_lines=1 if source.file_format == "csv" else 0)
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": int(totals.rows),
-                "dagster/partition_row_count": int(totals.rows),
                 "dagster/column_schema": md.column_schema(frame),
                 "rows_written": int(totals.rows),
                 "malformed_rows": int(totals.malformed),
@@ -73,7 +88,14 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
                 "columns_beyond_contract": ", ".join(extra_columns) or "none",
                 **md.commit_metadata(path, commit),
                 "preview": md.preview(written.orderBy(PARTITION_COLUMN)),
-            }
+            },
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=DROP_FULLY_LANDED.name,
+                    passed=lines == totals.rows,
+                    metadata={"drop_data_lines": lines, "bronze_rows": int(totals.rows)},
+                )
+            ],
         )
 
     return bronze_asset

@@ -121,3 +121,16 @@ def schema_change(columns: Sequence[str], expected: Sequence[str]) -> dg.AssetCh
         severity=dg.AssetCheckSeverity.ERROR if missing else dg.AssetCheckSeverity.WARN,
         metadata={"new_columns": ", ".join(added) or "none", "missing_columns": ", ".join(missing) or "none"},
     )
+
+
+def not_evaluated(names: Sequence[str], reason: str) -> list[dg.AssetCheckResult]:
+    """Results for checks a run could not evaluate (no data): a warning that says why."""
+    return [
+        dg.AssetCheckResult(
+            check_name=name,
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"not_evaluated": reason},
+        )
+        for name in names
+    ]

@@ -4,7 +4,7 @@ Every silver asset reads its bronze days, calls its plain transformation, replac
 MERGEs SCD2 chains), then evaluates its checks on what it wrote. Checks that guard gold block.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -19,6 +19,7 @@ from techmart_assets.delta import (
     PARTITION_COLUMN,
     Commit,
     days_predicate,
+    is_delta_table,
     last_commit,
     read_days,
     replace_days,
@@ -27,7 +28,7 @@ from techmart_assets.partitions import daily_partitions, run_days
 from techmart_assets.quality import checks
 from techmart_assets.quality.checks import CheckSpec
 from techmart_assets.resources import LakehouseResource
-from techmart_assets.silver.batch import release
+from techmart_assets.silver.batch import SilverBatch, release
 from techmart_assets.silver.dimensions import (
     CUSTOMER_DIMENSION,
     PRODUCT_DIMENSION,
@@ -36,7 +37,7 @@ from techmart_assets.silver.dimensions import (
 )
 from techmart_assets.silver.rules import MAX_PLAUSIBLE_AMOUNT_MAD
 from techmart_assets.silver.scd2 import REPEATED, UNCHANGED, VERSION
-from techmart_assets.silver.transactions import SilverBatch, build_transactions
+from techmart_assets.silver.transactions import build_transactions
 from techmart_assets.silver.web_events import build_web_events
 from techmart_assets.sources import SOURCES, Source
 
@@ -118,8 +119,7 @@ class Tables:
 
     def whole(self, layer: str, name: str, required_by: str) -> DataFrame:
         path = self.path(layer, name)
-        frame = read_days(self.spark, path, [date.min, date.max - timedelta(days=1)])
-        if frame is None:
+        if not is_delta_table(self.spark, path):
             raise dg.Failure(
                 f"{layer}/{name} does not exist yet at {path}; {required_by} needs it: materialize "
                 f"{layer}/{name} for these days first (or select both in one run)."
@@ -130,7 +130,7 @@ class Tables:
         """Rows of the days before this run's first day (all of them, or the last `days`)."""
         path = self.path(layer, name)
         first = self.days[0]
-        if read_days(self.spark, path, [first]) is None:
+        if not is_delta_table(self.spark, path):
             schema = ", ".join(f"{c} string" for c in columns if c != PARTITION_COLUMN)
             return self.spark.createDataFrame([], f"{schema}, {PARTITION_COLUMN} date")
         frame = self.spark.read.format("delta").load(path).where(F.col(PARTITION_COLUMN) < F.lit(first))
@@ -153,15 +153,17 @@ def rules_table(rules: dict[str, int]) -> dg.MetadataValue:
 
 
 def no_bronze_rows(
-    context: dg.AssetExecutionContext, source: Source, keys: Sequence[dg.AssetKey]
+    context: dg.AssetExecutionContext, source: Source, check_list: Sequence[CheckSpec]
 ) -> Iterator:
-    context.log.warning(f"bronze/{source.name} has no rows for these days: silver unchanged.")
-    for key in keys:
-        yield dg.AssetObservation(asset_key=key, metadata={"status": "no bronze rows for these days"})
+    reason = f"bronze/{source.name} has no rows for these days"
+    context.log.warning(f"{reason}: silver unchanged.")
+    for key in (silver_key(source.name), quarantine_key(source)):
+        yield dg.AssetObservation(asset_key=key, metadata={"status": reason})
+    yield from checks.not_evaluated([c.name for c in check_list], reason)
 
 
 def write_batch(
-    tables: Tables, source: Source, batch: SilverBatch, bronze: DataFrame
+    tables: Tables, source: Source, batch: SilverBatch
 ) -> tuple[Commit, Commit, DataFrame, DataFrame]:
     """Replace the run's days in the silver table and in its quarantine; return what was written."""
     path, qpath = tables.path("silver", source.name), tables.path("silver", f"{source.name}_quarantine")
@@ -280,49 +282,48 @@ TRANSACTIONS, WEB_EVENTS, CUSTOMERS, PRODUCTS = (
 )
 
 
-@silver_multi_asset(
-    TRANSACTIONS,
-    "Transactions typed (decimal MAD, UTC timestamps), validated, deduplicated across days (first valid "
-    "occurrence wins) and enriched with the customer and product versions valid at the transaction "
-    "time; plus derived fields (hour, is_foreign, cost, the customer's purchase sequence number).",
-    [silver_key("customers"), silver_key("products"), previous_day(silver_key("transactions"))],
-    [
-        *BATCH_CHECKS,
-        CheckSpec("amount_in_range", f"0 < total_amount <= {MAX_PLAUSIBLE_AMOUNT_MAD:,} MAD", True),
-        CheckSpec(
-            "references_found_as_of", "every customer and product has a version at the sale's time", True
-        ),
-    ],
-)
-def silver_transactions(
-    context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
-):
+@dataclass(frozen=True)
+class BatchTable:
+    """A source written as accepted rows + quarantine: what differs between transactions and events."""
+
+    source: Source
+    event_time: str
+    required: tuple[str, ...]
+    build: Callable[[Tables, DataFrame], SilverBatch]
+    checks: list[CheckSpec]
+    extra_checks: Callable[[DataFrame], list[dg.AssetCheckResult]] = lambda written: []
+
+
+def materialize_batch(
+    context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource, spec: BatchTable
+) -> Iterator:
+    source = spec.source
     tables = Tables(spark.spark_session, lakehouse, run_days(context))
-    bronze = tables.days_of("bronze", TRANSACTIONS.name)
+    bronze = tables.days_of("bronze", source.name)
     if bronze is None or bronze.isEmpty():
-        yield from no_bronze_rows(
-            context, TRANSACTIONS, [silver_key(TRANSACTIONS.name), quarantine_key(TRANSACTIONS)]
-        )
+        yield from no_bronze_rows(context, source, spec.checks)
         return
-    batch = build_transactions(
-        bronze,
-        tables.whole("silver", "customers", "silver/transactions"),
-        tables.whole("silver", "products", "silver/transactions"),
-        tables.before("silver", TRANSACTIONS.name, ["transaction_id", "customer_id", PARTITION_COLUMN]),
-    )
-    *commits, written, quarantine = write_batch(tables, TRANSACTIONS, batch, bronze)
+    batch = spec.build(tables, bronze)
+    *commits, written, quarantine = write_batch(tables, source, batch)
     release(batch.persisted)
-    whole = spark.spark_session.read.format("delta").load(tables.path("silver", TRANSACTIONS.name))
-    amount = F.col("total_amount")
+    whole = tables.spark.read.format("delta").load(tables.path("silver", source.name))
     table_checks = [
-        checks.unique_key(whole, TRANSACTIONS.key),
-        checks.not_null(written, ["transaction_id", "customer_id", "product_id", "transaction_ts"]),
+        checks.unique_key(whole, source.key),
+        checks.not_null(written, spec.required),
         checks.rows_where(
             written,
-            F.to_date("transaction_ts") != F.col(PARTITION_COLUMN),
+            F.to_date(spec.event_time) != F.col(PARTITION_COLUMN),
             INSIDE_DAY.name,
-            ["transaction_id", "transaction_ts", PARTITION_COLUMN],
+            [source.key, spec.event_time, PARTITION_COLUMN],
         ),
+        *spec.extra_checks(written),
+    ]
+    yield from batch_results(tables, source, bronze, written, quarantine, tuple(commits), table_checks)
+
+
+def transaction_checks(written: DataFrame) -> list[dg.AssetCheckResult]:
+    amount = F.col("total_amount")
+    return [
         checks.rows_where(
             written,
             (amount <= 0) | (amount > MAX_PLAUSIBLE_AMOUNT_MAD),
@@ -336,7 +337,51 @@ def silver_transactions(
             ["transaction_id", "customer_id", "product_id"],
         ),
     ]
-    yield from batch_results(tables, TRANSACTIONS, bronze, written, quarantine, tuple(commits), table_checks)
+
+
+SILVER_TRANSACTIONS = BatchTable(
+    source=TRANSACTIONS,
+    event_time="transaction_ts",
+    required=("transaction_id", "customer_id", "product_id", "transaction_ts"),
+    build=lambda tables, bronze: build_transactions(
+        bronze,
+        tables.whole("silver", "customers", "silver/transactions"),
+        tables.whole("silver", "products", "silver/transactions"),
+        tables.before("silver", TRANSACTIONS.name, ["transaction_id", "customer_id", PARTITION_COLUMN]),
+    ),
+    checks=[
+        *BATCH_CHECKS,
+        CheckSpec("amount_in_range", f"0 < total_amount <= {MAX_PLAUSIBLE_AMOUNT_MAD:,} MAD", True),
+        CheckSpec(
+            "references_found_as_of", "every customer and product has a version at the sale's time", True
+        ),
+    ],
+    extra_checks=transaction_checks,
+)
+
+SILVER_WEB_EVENTS = BatchTable(
+    source=WEB_EVENTS,
+    event_time="event_ts",
+    required=("event_id", "session_id", "event_type", "event_ts"),
+    build=lambda tables, bronze: build_web_events(
+        bronze, tables.before("silver", WEB_EVENTS.name, [WEB_EVENTS.key, PARTITION_COLUMN])
+    ),
+    checks=BATCH_CHECKS,
+)
+
+
+@silver_multi_asset(
+    TRANSACTIONS,
+    "Transactions typed (decimal MAD, UTC timestamps), validated, deduplicated across days (first valid "
+    "occurrence wins) and enriched with the customer and product versions valid at the transaction "
+    "time; plus derived fields (hour, is_foreign, cost, the customer's purchase sequence number).",
+    [silver_key("customers"), silver_key("products"), previous_day(silver_key("transactions"))],
+    SILVER_TRANSACTIONS.checks,
+)
+def silver_transactions(
+    context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
+):
+    yield from materialize_batch(context, spark, lakehouse, SILVER_TRANSACTIONS)
 
 
 @silver_multi_asset(
@@ -344,35 +389,12 @@ def silver_transactions(
     "Web events typed and validated, deduplicated by event_id across days, sessionized (a new session "
     "after 30 idle minutes where the source sent none); bot-like sessions quarantined.",
     [previous_day(silver_key("web_events"))],
-    BATCH_CHECKS,
+    SILVER_WEB_EVENTS.checks,
 )
 def silver_web_events(
     context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
 ):
-    tables = Tables(spark.spark_session, lakehouse, run_days(context))
-    bronze = tables.days_of("bronze", WEB_EVENTS.name)
-    if bronze is None or bronze.isEmpty():
-        yield from no_bronze_rows(
-            context, WEB_EVENTS, [silver_key(WEB_EVENTS.name), quarantine_key(WEB_EVENTS)]
-        )
-        return
-    batch = build_web_events(
-        bronze, tables.before("silver", WEB_EVENTS.name, [WEB_EVENTS.key, PARTITION_COLUMN])
-    )
-    *commits, written, quarantine = write_batch(tables, WEB_EVENTS, batch, bronze)
-    release(batch.persisted)
-    whole = spark.spark_session.read.format("delta").load(tables.path("silver", WEB_EVENTS.name))
-    table_checks = [
-        checks.unique_key(whole, WEB_EVENTS.key),
-        checks.not_null(written, ["event_id", "session_id", "event_type", "event_ts"]),
-        checks.rows_where(
-            written,
-            F.to_date("event_ts") != F.col(PARTITION_COLUMN),
-            INSIDE_DAY.name,
-            ["event_id", "event_ts", PARTITION_COLUMN],
-        ),
-    ]
-    yield from batch_results(tables, WEB_EVENTS, bronze, written, quarantine, tuple(commits), table_checks)
+    yield from materialize_batch(context, spark, lakehouse, SILVER_WEB_EVENTS)
 
 
 DIMENSION_CHECKS = [
@@ -402,7 +424,7 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
         tables = Tables(spark.spark_session, lakehouse, run_days(context))
         bronze_days = tables.days_of("bronze", source.name)
         if bronze_days is None or bronze_days.isEmpty():
-            yield from no_bronze_rows(context, source, [silver_key(source.name), quarantine_key(source)])
+            yield from no_bronze_rows(context, source, DIMENSION_CHECKS)
             return
         path = tables.path("silver", source.name)
         batch = build_dimension(
