@@ -26,7 +26,16 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from bench.common import RANGE_TAGS, compare, reference_data, report, resources, spark_session
+from bench.common import (
+    QUIET,
+    RANGE_TAGS,
+    compare,
+    partition_bookkeeping,
+    reference_data,
+    report,
+    resources,
+    spark_session,
+)
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.sources import SOURCES
 
@@ -53,7 +62,7 @@ def plain_pyspark(spark: SparkSession, root: Path) -> None:
 
 
 def through_dagster(root: Path) -> None:
-    assert dg.materialize(bronze_assets, resources=resources(root), tags=RANGE_TAGS).success
+    assert dg.materialize(bronze_assets, resources=resources(root), tags=RANGE_TAGS, run_config=QUIET).success
 
 
 def bench_generator(work: Path, transactions: int) -> None:
@@ -98,6 +107,7 @@ def main() -> None:
             "plain PySpark",
             "Dagster",
             "<= 1.3",
+            partition_bookkeeping(len(bronze_assets)),
         )
         spark.stop()
         if not args.skip_generator:

@@ -21,9 +21,11 @@ import dagster as dg
 from pyspark.sql import SparkSession
 
 from bench.common import (
+    QUIET,
     RANGE_TAGS,
     compare,
     fresh_lakehouse,
+    partition_bookkeeping,
     reference_data,
     report,
     resources,
@@ -64,7 +66,7 @@ def plain_pyspark(spark: SparkSession, root: Path, days: list[date]) -> None:
 
 
 def through_dagster(root: Path) -> None:
-    assert dg.materialize(silver_assets, resources=resources(root), tags=RANGE_TAGS).success
+    assert dg.materialize(silver_assets, resources=resources(root), tags=RANGE_TAGS, run_config=QUIET).success
 
 
 def main() -> None:
@@ -97,6 +99,7 @@ def main() -> None:
             "plain PySpark",
             "Dagster",
             "<= 1.3",
+            partition_bookkeeping(sum(len(a.keys) for a in silver_assets)),
         )
         spark.stop()
 

@@ -50,15 +50,18 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_demo(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    generate_args = build_parser().parse_args(["generate", "--out", f"{settings.lakehouse_root}/raw_data"])
+    root = settings.lakehouse_root
+    generate_args = build_parser().parse_args(["generate", "--out", f"{root}/raw_data"])
     generated = generate_args.func(generate_args)
     if generated:
         return generated
     built = build_range(settings, HISTORY_START, REFERENCE_HISTORY_END)
     print(
         "\nWhere to look:\n"
-        f"  raw drops        {settings.lakehouse_root}/raw_data\n"
-        f"  Delta tables     {settings.lakehouse_root}/{{bronze,silver,gold}}/<table>\n"
+        f"  raw drops        {root}/raw_data (labels.csv: what was injected on purpose)\n"
+        f"  Delta tables     {root}/bronze/<source>, {root}/silver/<table>\n"
+        f"  rejected rows    {root}/silver/<source>_quarantine (rule and reason per row)\n"
+        "  daily report     not built yet: it comes with the gold layer\n"
         f"  Dagster instance {settings.dagster_home}\n"
         "  the UI           `make ui`, then open http://127.0.0.1:3000 (the demo's run is in Runs)"
     )
