@@ -11,13 +11,10 @@ Run with `make bench` (or `.venv/bin/python -m bench.bronze_backfill --help`).
 
 from __future__ import annotations
 
-import argparse
-import os
 import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,11 +27,11 @@ from bench.common import (
     QUIET,
     RANGE_TAGS,
     compare,
+    parser,
     partition_bookkeeping,
-    reference_data,
+    reference_workspace,
     report,
     resources,
-    spark_session,
 )
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.sources import SOURCES
@@ -81,27 +78,19 @@ def bench_generator(work: Path, transactions: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of each side; the best is kept")
-    parser.add_argument("--generator-transactions", type=int, default=10_000_000)
-    parser.add_argument("--skip-generator", action="store_true")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(
-        prefix="techmart-bench-", dir=os.environ.get("TECHMART_BENCH_DIR")
-    ) as tmp:
-        work = Path(tmp)
-        raw, summary = reference_data(work)
-        spark = spark_session()
+    arguments = parser(__doc__)
+    arguments.add_argument("--generator-transactions", type=int, default=10_000_000)
+    arguments.add_argument("--skip-generator", action="store_true")
+    args = arguments.parse_args()
+    with reference_workspace() as ws:
         best = compare(
-            work,
-            {"raw_data": raw},
-            {"plain PySpark": lambda root: plain_pyspark(spark, root), "Dagster": through_dagster},
+            ws.work,
+            {"raw_data": ws.raw},
+            {"plain PySpark": lambda root: plain_pyspark(ws.spark, root), "Dagster": through_dagster},
             args.repeat,
         )
         report(
-            f"bronze backfill, {summary.days} days, {summary.transactions:,} transactions "
+            f"bronze backfill, {ws.summary.days} days, {ws.summary.transactions:,} transactions "
             f"(best of {args.repeat}; goal: Dagster < 120 s)",
             best,
             "plain PySpark",
@@ -109,9 +98,8 @@ def main() -> None:
             "<= 1.3",
             partition_bookkeeping(len(bronze_assets)),
         )
-        spark.stop()
         if not args.skip_generator:
-            bench_generator(work, args.generator_transactions)
+            bench_generator(ws.work, args.generator_transactions)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
@@ -24,14 +29,34 @@ RANGE_TAGS = {
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def reference_data(work: Path) -> tuple[Path, GenerationSummary]:
-    raw = work / "raw_data"
-    print("generating the reference data set …", flush=True)
-    return raw, generate(GeneratorConfig(), raw)
+def parser(doc: str) -> argparse.ArgumentParser:
+    parsed = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parsed.add_argument("--repeat", type=int, default=2, help="rounds of each side; the best is kept")
+    return parsed
 
 
-def spark_session() -> SparkSession:
-    return spark_session_from_config(spark_config(Settings.from_env()))
+@dataclass(frozen=True)
+class Workspace:
+    work: Path
+    raw: Path
+    summary: GenerationSummary
+    spark: SparkSession
+
+
+@contextmanager
+def reference_workspace() -> Iterator[Workspace]:
+    """A temporary folder (under $TECHMART_BENCH_DIR if set) with the reference data set, and Spark."""
+    with tempfile.TemporaryDirectory(
+        prefix="techmart-bench-", dir=os.environ.get("TECHMART_BENCH_DIR")
+    ) as tmp:
+        work = Path(tmp)
+        print("generating the reference data set …", flush=True)
+        summary = generate(GeneratorConfig(), work / "raw_data")
+        spark = spark_session_from_config(spark_config(Settings.from_env()))
+        try:
+            yield Workspace(work, work / "raw_data", summary, spark)
+        finally:
+            spark.stop()
 
 
 def resources(root: Path) -> dict[str, object]:

@@ -11,9 +11,6 @@ Run with `make bench` (or `.venv/bin/python -m bench.silver_backfill --help`).
 
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
 from datetime import date
 from pathlib import Path
 
@@ -25,11 +22,11 @@ from bench.common import (
     RANGE_TAGS,
     compare,
     fresh_lakehouse,
+    parser,
     partition_bookkeeping,
-    reference_data,
+    reference_workspace,
     report,
     resources,
-    spark_session,
 )
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.delta import PARTITION_COLUMN, days_predicate, replace_days
@@ -70,30 +67,23 @@ def through_dagster(root: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--repeat", type=int, default=2, help="rounds of each side; the best is kept")
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(
-        prefix="techmart-bench-", dir=os.environ.get("TECHMART_BENCH_DIR")
-    ) as tmp:
-        work = Path(tmp)
-        raw, summary = reference_data(work)
-        spark = spark_session()
+    args = parser(__doc__).parse_args()
+    with reference_workspace() as ws:
         print("building bronze once …", flush=True)
-        inputs = fresh_lakehouse(work, "inputs", {"raw_data": raw})
-        assert dg.materialize(bronze_assets, resources=resources(inputs), tags=RANGE_TAGS).success
+        inputs = fresh_lakehouse(ws.work, "inputs", {"raw_data": ws.raw})
+        assert dg.materialize(
+            bronze_assets, resources=resources(inputs), tags=RANGE_TAGS, run_config=QUIET
+        ).success
         first, last = date.fromisoformat(HISTORY_START), date.fromisoformat(REFERENCE_HISTORY_END)
         days = [date.fromordinal(o) for o in range(first.toordinal(), last.toordinal() + 1)]
         best = compare(
-            work,
-            {"raw_data": raw, "bronze": inputs / "bronze"},
-            {"plain PySpark": lambda root: plain_pyspark(spark, root, days), "Dagster": through_dagster},
+            ws.work,
+            {"raw_data": ws.raw, "bronze": inputs / "bronze"},
+            {"plain PySpark": lambda root: plain_pyspark(ws.spark, root, days), "Dagster": through_dagster},
             args.repeat,
         )
         report(
-            f"silver backfill, {summary.days} days, {summary.transactions:,} transactions "
+            f"silver backfill, {ws.summary.days} days, {ws.summary.transactions:,} transactions "
             f"(best of {args.repeat})",
             best,
             "plain PySpark",
@@ -101,7 +91,6 @@ def main() -> None:
             "<= 1.3",
             partition_bookkeeping(sum(len(a.keys) for a in silver_assets)),
         )
-        spark.stop()
 
 
 if __name__ == "__main__":
