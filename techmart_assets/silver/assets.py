@@ -178,6 +178,7 @@ def write_batch(
 
 
 def batch_results(
+    context: dg.AssetExecutionContext,
     tables: Tables,
     source: Source,
     bronze: DataFrame,
@@ -193,6 +194,10 @@ def batch_results(
     quarantined = sum(rules.values()) - duplicates
     day_counts = per_day(written)
     accepted = sum(day_counts.values())
+    context.log.info(
+        f"silver/{source.name}: bronze {bronze_rows:,} = {accepted:,} accepted + {quarantined:,} quarantined "
+        f"+ {duplicates:,} duplicates."
+    )
     history = per_day(tables.before("silver", source.name, [PARTITION_COLUMN], HISTORY_DAYS))
     results = [
         checks.reconciliation(
@@ -303,6 +308,7 @@ def materialize_batch(
     if bronze is None or bronze.isEmpty():
         yield from no_bronze_rows(context, source, spec.checks)
         return
+    context.log.info(f"Building silver/{source.name} for {len(tables.days)} days from bronze/{source.name}.")
     batch = spec.build(tables, bronze)
     *commits, written, quarantine = write_batch(tables, source, batch)
     release(batch.persisted)
@@ -318,7 +324,9 @@ def materialize_batch(
         ),
         *spec.extra_checks(written),
     ]
-    yield from batch_results(tables, source, bronze, written, quarantine, tuple(commits), table_checks)
+    yield from batch_results(
+        context, tables, source, bronze, written, quarantine, tuple(commits), table_checks
+    )
 
 
 def transaction_checks(written: DataFrame) -> list[dg.AssetCheckResult]:
@@ -427,6 +435,7 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
             yield from no_bronze_rows(context, source, DIMENSION_CHECKS)
             return
         path = tables.path("silver", source.name)
+        context.log.info(f"Applying {len(tables.days)} days of {source.name} changes to the SCD2 table.")
         batch = build_dimension(
             tables.whole("bronze", source.name, f"silver/{source.name}"),
             days_predicate(tables.days),
@@ -446,6 +455,11 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
         bronze_rows = bronze_days.count()
         table = tables.spark.read.format("delta").load(path)
         versions = {s: statuses.get(s, 0) for s in (VERSION, UNCHANGED, REPEATED)}
+        context.log.info(
+            f"silver/{source.name}: bronze {bronze_rows:,} = {versions[VERSION]:,} new versions + "
+            f"{versions[UNCHANGED]:,} unchanged + {versions[REPEATED]:,} repeated + "
+            f"{sum(rules.values()):,} quarantined."
+        )
         results = [
             checks.reconciliation(bronze_rows, {**versions, "quarantined": sum(rules.values())}),
             checks.quarantine_rate(
