@@ -67,6 +67,9 @@ def spark_config(settings: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
         # Delta rebuilds table state with 50 tasks by default: far too many for tables of this size.
         "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
+        # A range of daily drops is a read of ~1,000 paths; Spark lists more than 32 paths in a job
+        # of one task per path (up to 10,000), which costs more than the read on a small machine.
+        "spark.sql.sources.parallelPartitionDiscovery.parallelism": str(settings.spark_shuffle_partitions),
         "spark.sql.warehouse.dir": f"{settings.lakehouse_root}/_spark/warehouse",
         "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
