@@ -19,13 +19,16 @@ PY_STAMP := $(VENV)/.installed
 SPARK_JARS_STAMP := $(JARS)/spark/.fetched
 KAFKA_JARS_STAMP := $(JARS)/kafka/.fetched
 DAGSTER_HOME_STAMP := $(DAGSTER_HOME)/dagster.yaml
+DBT_MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := dbt_project/dbt_project.yml dbt_project/profiles.yml \
+	$(shell find dbt_project/models dbt_project/macros dbt_project/seeds dbt_project/tests -type f 2>/dev/null)
 
 .PHONY: help setup demo test lint ui bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: $(PY_STAMP) $(SPARK_JARS_STAMP) $(KAFKA_JARS_STAMP) $(DAGSTER_HOME_STAMP)  ## venv, Python packages, JVM jars, Dagster home
+setup: $(PY_STAMP) $(SPARK_JARS_STAMP) $(KAFKA_JARS_STAMP) $(DAGSTER_HOME_STAMP) $(DBT_MANIFEST)  ## venv, Python packages, JVM jars, Dagster home, dbt manifest
 
 $(PY_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +51,11 @@ $(DAGSTER_HOME_STAMP): dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
+# The manifest the Dagster definitions read the dbt assets from (parsed again when the project changes).
+$(DBT_MANIFEST): $(PY_STAMP) $(SPARK_JARS_STAMP) $(DBT_SOURCES)
+	$(BIN)/techmart dbt parse --quiet
+	touch $@
+
 demo: setup  ## generate the demo data and build the lakehouse end to end
 	$(BIN)/techmart demo
 
@@ -64,6 +72,7 @@ ui: setup  ## the Dagster webserver and daemon on the demo's instance (http://12
 bench: setup  ## the benchmarks in bench/ (ratios against a baseline measured in the same run)
 	$(BIN)/python -m bench.bronze_backfill
 	$(BIN)/python -m bench.silver_backfill
+	$(BIN)/python -m bench.gold_build
 
 clean:  ## remove the generated lakehouse and the Dagster instance (keeps venv and jars)
-	rm -rf lakehouse $(DAGSTER_HOME) spark-warehouse metastore_db
+	rm -rf lakehouse $(DAGSTER_HOME) spark-warehouse metastore_db dbt_project/target dbt_project/logs

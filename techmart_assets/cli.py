@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from datetime import date, timedelta
 
 import dagster as dg
 
@@ -21,12 +22,12 @@ def project_instance(settings: Settings) -> dg.DagsterInstance:
     return dg.DagsterInstance.get()
 
 
-def build_range(settings: Settings, first: str, last: str) -> int:
-    """Materialize every layer for first..last as one run (one Spark session) on the project instance."""
+def build_range(settings: Settings, first: str, last: str, job: str | None = None) -> int:
+    """Materialize a job for first..last as one run (one Spark session) on the project instance."""
     from techmart_assets.definitions import defs
     from techmart_assets.jobs import LAKEHOUSE_JOB
 
-    result = defs.resolve_job_def(LAKEHOUSE_JOB).execute_in_process(
+    result = defs.resolve_job_def(job or LAKEHOUSE_JOB).execute_in_process(
         instance=project_instance(settings),
         tags={"dagster/asset_partition_range_start": first, "dagster/asset_partition_range_end": last},
         # A range run records one materialization per day and asset: at DEBUG that floods the terminal.
@@ -39,8 +40,18 @@ def build_range(settings: Settings, first: str, last: str) -> int:
         materialization = event.materialization
         tables.setdefault(materialization.asset_key.to_user_string(), materialization)
     for key, materialization in sorted(tables.items()):
-        rows, version = (materialization.metadata[k].value for k in ("dagster/row_count", "delta_version"))
-        print(f"  {key:32s} {rows:>10,} rows   Delta version {version}")
+        metadata = materialization.metadata
+        if "dagster/row_count" in metadata and "delta_version" in metadata:
+            rows, version = metadata["dagster/row_count"].value, metadata["delta_version"].value
+            print(f"  {key:36s} {rows:>10,} rows   Delta version {version}")
+        else:
+            print(f"  {key:36s} {'(view)' if 'staging' in key else 'materialized':>15s}")
+    failed = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    for evaluation in failed:
+        print(
+            f"  check {evaluation.asset_key.to_user_string()}:{evaluation.check_name} "
+            f"{'WARNED' if evaluation.severity == dg.AssetCheckSeverity.WARN else 'FAILED'}"
+        )
     return 0 if result.success else 1
 
 
@@ -48,22 +59,39 @@ def run_build(args: argparse.Namespace) -> int:
     return build_range(Settings.from_env(), args.start, args.end)
 
 
+def run_dbt_command(args: argparse.Namespace) -> int:
+    from techmart_assets.gold.dbt_runtime import run_dbt
+
+    return run_dbt(args.dbt_args).returncode
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    from techmart_assets.jobs import DAILY_JOB
+
     settings = Settings.from_env()
     root = settings.lakehouse_root
     generate_args = build_parser().parse_args(["generate", "--out", f"{root}/raw_data"])
     generated = generate_args.func(generate_args)
     if generated:
         return generated
-    built = build_range(settings, HISTORY_START, REFERENCE_HISTORY_END)
+    # The history as one backfill run, then the last day as the daily schedule runs it: every layer
+    # from the drops to the report.
+    last = date.fromisoformat(REFERENCE_HISTORY_END)
+    history_end = (last - timedelta(days=1)).isoformat()
+    print(f"\n== History {HISTORY_START}..{history_end}: bronze, silver and gold as one run")
+    built = build_range(settings, HISTORY_START, history_end)
+    if built:
+        return built
+    print(f"\n== The daily run for {last}: every layer and the report, as the schedule runs it")
+    built = build_range(settings, last.isoformat(), last.isoformat(), job=DAILY_JOB)
     print(
         "\nWhere to look:\n"
         f"  raw drops        {root}/raw_data (labels.csv: what was injected on purpose)\n"
-        f"  Delta tables     {root}/bronze/<source>, {root}/silver/<table>\n"
+        f"  Delta tables     {root}/bronze/<source>, {root}/silver/<table>, {root}/gold/<table>\n"
         f"  rejected rows    {root}/silver/<source>_quarantine (rule and reason per row)\n"
-        "  daily report     not built yet: it comes with the gold layer\n"
+        f"  daily report     {root}/reports/{last}/report.html (and chart.png)\n"
         f"  Dagster instance {settings.dagster_home}\n"
-        "  the UI           `make ui`, then open http://127.0.0.1:3000 (the demo's run is in Runs)"
+        "  the UI           `make ui`, then open http://127.0.0.1:3000 (the demo's runs are in Runs)"
     )
     return built
 
@@ -77,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--start", default=HISTORY_START, help="first day, YYYY-MM-DD")
     build.add_argument("--end", default=REFERENCE_HISTORY_END, help="last day, YYYY-MM-DD")
     build.set_defaults(func=run_build)
+
+    dbt = sub.add_parser(
+        "dbt",
+        help="run a dbt command on dbt_project/ with the lakehouse's Spark (e.g. `techmart dbt build`)",
+    )
+    dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="the dbt command and its options")
+    dbt.set_defaults(func=run_dbt_command)
 
     demo = sub.add_parser("demo", help="generate the reference data set and build the lakehouse from it")
     demo.set_defaults(func=run_demo)

@@ -3,14 +3,16 @@
 import dagster as dg
 
 from techmart_assets.bronze import bronze_assets
-from techmart_assets.jobs import lakehouse_job
+from techmart_assets.gold import build_dbt_resource, gold_assets
+from techmart_assets.jobs import daily_job, daily_schedule, lakehouse_job
 from techmart_assets.resources import build_resources
 from techmart_assets.silver import silver_assets
 
 defs = dg.Definitions(
-    assets=[*bronze_assets, *silver_assets],
-    jobs=[lakehouse_job],
-    resources=build_resources(),
+    assets=[*bronze_assets, *silver_assets, *gold_assets],
+    jobs=[lakehouse_job, daily_job],
+    schedules=[daily_schedule],
+    resources={**build_resources(), "dbt": build_dbt_resource()},
     # One process per run, so every step of a run (and a whole backfill range) shares one SparkSession
     # instead of starting a JVM per step.
     executor=dg.in_process_executor,

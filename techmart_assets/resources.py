@@ -19,7 +19,7 @@ class MissingJarsError(RuntimeError):
 
 
 def _artifact_name(jar: Path) -> str:
-    """`delta-spark_2.12-3.3.2.jar` -> `delta-spark_2.12`: the name without its version."""
+    """`delta-spark_2.12-3.3.3.jar` -> `delta-spark_2.12`: the name without its version."""
     stem = jar.stem
     parts = stem.split("-")
     while parts and parts[-1][:1].isdigit():

@@ -255,8 +255,10 @@ def test_instance_uses_postgres_and_one_run_at_a_time() -> None:
     assert classes["run_coordinator"] == "QueuedRunCoordinator"
     assert classes["run_launcher"] == "DefaultRunLauncher"
     local = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    max_runs = config["run_coordinator"]["config"]["max_concurrent_runs"]
-    assert max_runs == local["run_coordinator"]["config"]["max_concurrent_runs"] == 1
+    # The same concurrency as the local instance: one run at a time, one dbt step per pool slot.
+    assert config["concurrency"] == local["concurrency"]
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] == 1
+    assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["telemetry"] == {"enabled": False}
 
     # Compute logs are written by run workers and read by the webserver: a volume all of them mount.
@@ -335,7 +337,7 @@ def _ignored(patterns: list[str], path: str) -> bool:
         ("docker/dagster.yaml", True),
         ("docker/workspace.yaml", True),
         (".venv/bin/python", False),
-        (".jvm/spark/delta-spark_2.12-3.3.2.jar", False),
+        (".jvm/spark/delta-spark_2.12-3.3.3.jar", False),
         ("lakehouse/bronze/orders/_delta_log/0.json", False),
         (".dagster_home/dagster.yaml", False),
         (".git/HEAD", False),

@@ -1,0 +1,147 @@
+"""Gold benchmark.
+
+1. The full gold build at reference scale through Dagster and dbt (one run: `dbt build` of every
+   model, seed and test over the whole history) against the same SQL run directly by Spark in this
+   process: the models' and tests' SQL as dbt compiles it, executed in dependency order with
+   `CREATE OR REPLACE TABLE ... AS` (views as views), no dbt, no Dagster. Both read the same bronze
+   and silver tables (built once, first), alternating, best of --repeat. Prints both times and the
+   ratio (goal: ratio <= 1.5).
+2. The daily incremental run: one day (the last of the history) through every layer, bronze to the
+   daily sales report, as the schedule runs it, on the lakehouse of the history. Prints its wall
+   time (goal: under 60 s on 2 cores).
+
+Run with `make bench` (or `.venv/bin/python -m bench.gold_build --help`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import time
+from graphlib import TopologicalSorter
+from pathlib import Path
+
+import dagster as dg
+from pyspark.sql import SparkSession
+
+from bench.common import QUIET, RANGE_TAGS, compare, fresh_lakehouse, parser, reference_workspace, resources
+from techmart_assets.bronze import bronze_assets
+from techmart_assets.gold import build_dbt_resource, gold_assets
+from techmart_assets.gold.dbt import gold_dbt_assets
+from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, run_dbt
+from techmart_assets.jobs import daily_job
+from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END
+from techmart_assets.settings import Settings
+from techmart_assets.silver import silver_assets
+
+COMPILED = DBT_PROJECT_DIR / "target" / "bench_compiled"
+
+
+def compile_project(root: Path) -> dict:
+    """dbt's compiled SQL of every node for the whole history (the vars a full Dagster range passes)."""
+    window = {"min_date": HISTORY_START, "max_date": "2026-01-01"}
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_root=str(root))
+    compiled = run_dbt(
+        ["compile", "--quiet", "--vars", json.dumps(window)], settings, {"DBT_TARGET_PATH": str(COMPILED)}
+    )
+    assert compiled.returncode == 0
+    return json.loads((COMPILED / "manifest.json").read_text())
+
+
+def plain_spark(spark: SparkSession, root: Path, manifest: dict) -> None:
+    """The compiled models and tests, in dependency order, straight through Spark SQL."""
+    for schema in ("silver", "staging", "gold"):
+        spark.sql(f"drop database if exists {schema} cascade")
+        spark.sql(f"create database {schema}")
+    for source in manifest["sources"].values():
+        name = source["identifier"]
+        spark.sql(f"create table silver.{name} using delta location '{root}/silver/{name}'")
+    nodes = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] in ("model", "seed", "test")}
+    order = TopologicalSorter(
+        {k: [d for d in v["depends_on"]["nodes"] if d in nodes] for k, v in nodes.items()}
+    ).static_order()
+    for key in order:
+        node = nodes[key]
+        name, schema = node["name"], node["schema"]
+        if node["resource_type"] == "seed":
+            with open(DBT_PROJECT_DIR / node["original_file_path"], newline="") as f:
+                rows = list(csv.DictReader(f))
+            types = node["config"]["column_types"]
+            frame = spark.createDataFrame(rows).selectExpr(
+                *[f"cast({c} as {t}) as {c}" for c, t in types.items()]
+            )
+            frame.write.format("delta").mode("overwrite").saveAsTable(f"{schema}.{name}")
+        elif node["resource_type"] == "test":
+            spark.sql(f"select count(*) from ({node['compiled_code']}) failures").collect()
+        elif node["config"]["materialized"] == "view":
+            spark.sql(f"create or replace view {schema}.{name} as {node['compiled_code']}")
+        else:
+            location = f"{root}/gold/{'metrics/' if 'metrics' in node['fqn'] else ''}{name}"
+            spark.sql(
+                f"create or replace table {schema}.{name} using delta location '{location}' "
+                f"as {node['compiled_code']}"
+            )
+
+
+def through_dagster(root: Path) -> None:
+    result = dg.materialize(
+        [gold_dbt_assets],
+        resources={**resources(root), "dbt": build_dbt_resource()},
+        tags=RANGE_TAGS,
+        run_config=QUIET,
+    )
+    assert result.success
+
+
+def daily_run(root: Path) -> float:
+    day = REFERENCE_HISTORY_END
+    job = dg.Definitions(
+        assets=[*bronze_assets, *silver_assets, *gold_assets],
+        jobs=[daily_job],
+        resources={**resources(root), "dbt": build_dbt_resource()},
+        executor=dg.in_process_executor,
+    ).resolve_job_def(daily_job.name)
+    started = time.perf_counter()
+    result = job.execute_in_process(partition_key=day, run_config=QUIET)
+    elapsed = time.perf_counter() - started
+    assert result.success
+    return elapsed
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    with reference_workspace() as ws:
+        print("building bronze and silver once …", flush=True)
+        inputs = fresh_lakehouse(ws.work, "inputs", {"raw_data": ws.raw})
+        assert dg.materialize(
+            [*bronze_assets, *silver_assets], resources=resources(inputs), tags=RANGE_TAGS, run_config=QUIET
+        ).success
+        manifest = compile_project(inputs)
+        links = {"raw_data": ws.raw, "bronze": inputs / "bronze", "silver": inputs / "silver"}
+        best = compare(
+            ws.work,
+            links,
+            {
+                "plain Spark SQL": lambda root: plain_spark(ws.spark, root, manifest),
+                "Dagster+dbt": through_dagster,
+            },
+            args.repeat,
+        )
+        ratio = best["Dagster+dbt"] / best["plain Spark SQL"]
+        print(
+            f"\ngold build, {ws.summary.days} days, {ws.summary.transactions:,} transactions "
+            f"(best of {args.repeat})"
+        )
+        for name, seconds in best.items():
+            print(f"  {name:16s} {seconds:7.1f} s")
+        print(f"  ratio            {ratio:7.2f}   (Dagster+dbt / plain Spark SQL; goal <= 1.5)")
+
+        print("\nthe daily run: gold for the history, then one day through every layer …", flush=True)
+        through_dagster(inputs)
+        elapsed = min(daily_run(inputs) for _ in range(args.repeat))
+        print(f"\ndaily run for {REFERENCE_HISTORY_END}, bronze to report: {elapsed:.1f} s (goal < 60 s)")
+
+
+if __name__ == "__main__":
+    main()

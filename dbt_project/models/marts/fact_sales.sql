@@ -1,0 +1,74 @@
+{{ config(
+    materialized='incremental',
+    incremental_strategy='replace_where',
+    window_column='sale_date',
+    on_schema_change='append_new_columns',
+) }}
+-- Grain: one row per sale (transaction_id), whatever its status. Each sale points at the customer
+-- and product versions in force at its timestamp (point in time): the version whose
+-- [valid_from, valid_to) holds it, or, for a sale older than the first version (its record arrived
+-- after the sale), the first version, the same rule silver uses.
+
+with sales as (
+    select * from {{ ref('stg_transactions') }}
+    where {{ in_window('sale_date') }}
+),
+
+customer_versions as (
+    select
+        s.transaction_id,
+        c.customer_sk,
+        row_number() over (
+            partition by s.transaction_id
+            order by
+                case when c.valid_from <= s.transaction_ts
+                    and (c.valid_to is null or s.transaction_ts < c.valid_to) then 0 else 1 end,
+                c.valid_from
+        ) as pick
+    from sales s
+    join {{ ref('dim_customers') }} c on c.customer_id = s.customer_id
+),
+
+product_versions as (
+    select
+        s.transaction_id,
+        p.product_sk,
+        row_number() over (
+            partition by s.transaction_id
+            order by
+                case when p.valid_from <= s.transaction_ts
+                    and (p.valid_to is null or s.transaction_ts < p.valid_to) then 0 else 1 end,
+                p.valid_from
+        ) as pick
+    from sales s
+    join {{ ref('dim_products') }} p on p.product_id = s.product_id
+)
+
+select
+    s.transaction_id,
+    cv.customer_sk,
+    pv.product_sk,
+    cast(date_format(s.sale_date, 'yyyyMMdd') as int) as date_key,
+    s.sale_date,
+    s.transaction_ts,
+    s.hour_of_day,
+    s.customer_id,
+    s.product_id,
+    s.quantity,
+    s.unit_price,
+    s.amount,
+    s.cost_amount,
+    s.amount - s.cost_amount as margin_amount,
+    s.currency,
+    s.payment_method,
+    s.channel,
+    s.device,
+    s.status,
+    s.status = 'completed' as is_completed,
+    s.city,
+    s.country,
+    s.is_foreign,
+    s.customer_purchase_seq
+from sales s
+left join customer_versions cv on cv.transaction_id = s.transaction_id and cv.pick = 1
+left join product_versions pv on pv.transaction_id = s.transaction_id and pv.pick = 1

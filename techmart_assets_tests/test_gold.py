@@ -1,0 +1,326 @@
+"""Gold through Dagster and real dbt on generated drops: the star schema matches silver day by day,
+sales point at the dimension versions in force, dbt tests are asset checks (and a planted violation
+fails one), a partition rebuild replaces exactly its day, and the report holds the right figures."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import jinja2
+import pyspark
+import pytest
+import yaml
+from delta.tables import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from techmart_assets.bronze import bronze_assets
+from techmart_assets.gold import build_dbt_resource, gold_assets
+from techmart_assets.gold.assets import REPORT_KEY
+from techmart_assets.gold.dbt import gold_dbt_assets
+from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, dbt_environment, run_dbt
+from techmart_assets.jobs import DAILY_JOB, LAKEHOUSE_JOB, daily_schedule, yesterday_partition
+from techmart_assets.resources import spark_config
+from techmart_assets.settings import Settings
+from techmart_assets.silver import silver_assets
+from techmart_assets_tests.support import DAYS, RANGE_TAGS, lakehouse_resources, table
+
+FACT_SALES = dg.AssetKey(["gold", "fact_sales"])
+FACT_UNIQUE_CHECK = dg.AssetCheckKey(FACT_SALES, "unique_fact_sales_transaction_id")
+
+
+def resources(settings: Settings, root: Path) -> dict[str, object]:
+    return {**lakehouse_resources(settings, root), "dbt": build_dbt_resource()}
+
+
+def run_gold(settings: Settings, root: Path, day) -> dg.ExecuteInProcessResult:
+    """Only the dbt assets, for one day: silver is read as it is on disk."""
+    return dg.materialize(
+        [gold_dbt_assets], resources=resources(settings, root), partition_key=str(day), raise_on_error=False
+    )
+
+
+@pytest.fixture(scope="module")
+def gold(tmp_path_factory: pytest.TempPathFactory, raw_data: Path, settings: Settings):
+    """Every layer and the reports for the whole generated range, as one run."""
+    root = tmp_path_factory.mktemp("gold") / "lakehouse"
+    root.mkdir()
+    (root / "raw_data").symlink_to(raw_data)
+    result = dg.materialize(
+        [*bronze_assets, *silver_assets, *gold_assets],
+        resources=resources(settings, root),
+        tags=RANGE_TAGS,
+        raise_on_error=False,
+    )
+    return root, result
+
+
+def sales_by_day(frame, day_column: str, amount_column: str) -> dict:
+    rows = frame.groupBy(day_column).agg(F.count("*").alias("n"), F.sum(amount_column).alias("amount"))
+    return {r[day_column]: (r["n"], r["amount"]) for r in rows.collect()}
+
+
+def test_fact_sales_equal_silver_for_every_day(spark: SparkSession, gold) -> None:
+    root, result = gold
+    assert result.success
+    silver = sales_by_day(table(spark, root, "silver", "transactions"), "partition_date", "total_amount")
+    fact = sales_by_day(table(spark, root, "gold", "fact_sales"), "sale_date", "amount")
+    assert set(silver) == set(DAYS)
+    assert fact == silver
+    assert (
+        table(spark, root, "gold", "fact_sales").where("customer_sk is null or product_sk is null").count()
+        == 0
+    )
+
+
+def test_sales_point_at_the_customer_version_in_force(spark: SparkSession, gold) -> None:
+    root, _ = gold
+    versions = table(spark, root, "gold", "dim_customers")
+    fact = table(spark, root, "gold", "fact_sales")
+    # Customers whose segment changed during the range, with sales both before and after the change.
+    changed = (
+        versions.where("version_number > 1")
+        .select("customer_id", F.col("valid_from").alias("changed_at"), F.col("segment").alias("new_segment"))
+        .join(fact, "customer_id")
+        .groupBy("customer_id", "changed_at", "new_segment")
+        .agg(
+            F.sum(F.when(F.col("transaction_ts") < F.col("changed_at"), 1).otherwise(0)).alias("before"),
+            F.sum(F.when(F.col("transaction_ts") >= F.col("changed_at"), 1).otherwise(0)).alias("after"),
+        )
+        .where("before > 0 and after > 0")
+        .collect()
+    )
+    assert changed, "the generated data should hold a customer whose segment changed between two sales"
+    customer = changed[0]
+    sales = (
+        fact.where(F.col("customer_id") == customer.customer_id)
+        .join(versions.select("customer_sk", "segment", "valid_from", "valid_to"), "customer_sk")
+        .collect()
+    )
+    for sale in sales:
+        assert sale.valid_from <= sale.transaction_ts or sale.valid_from == min(s.valid_from for s in sales)
+        assert sale.valid_to is None or sale.transaction_ts < sale.valid_to
+        expected_new = sale.transaction_ts >= customer.changed_at
+        assert (sale.segment == customer.new_segment) == expected_new or not expected_new
+    after = [s for s in sales if s.transaction_ts >= customer.changed_at]
+    before = [s for s in sales if s.transaction_ts < customer.changed_at]
+    assert {s.segment for s in after} == {customer.new_segment}
+    assert {s.customer_sk for s in before}.isdisjoint({s.customer_sk for s in after})
+    # Every sale, not only this customer's: its version's [valid_from, valid_to) holds its timestamp.
+    misplaced = (
+        fact.join(versions.select("customer_sk", "valid_from", "valid_to"), "customer_sk")
+        .where("transaction_ts >= valid_from and valid_to is not null and transaction_ts >= valid_to")
+        .count()
+    )
+    assert misplaced == 0
+
+
+def test_dbt_tests_are_asset_checks_on_gold_and_pass(gold) -> None:
+    _, result = gold
+    evaluations = {
+        (e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()
+    }
+    gold_checks = {key for key in evaluations if key[0].startswith("gold/")}
+    assert ("gold/fact_sales", "unique_fact_sales_transaction_id") in gold_checks
+    assert (
+        "gold/fact_sales",
+        "relationships_fact_sales_customer_sk__customer_sk__ref_dim_customers_",
+    ) in gold_checks
+    assert ("gold/fact_sales", "fact_sales_reconciles_with_silver") in gold_checks
+    assert (
+        "gold/metrics/daily_sales",
+        "unique_combination_daily_sales_sale_date__breakdown__breakdown_value",
+    ) in (gold_checks)
+    failed = [key for key in gold_checks if not evaluations[key].passed]
+    assert failed == []
+
+
+def test_gold_tables_have_row_counts_and_versions_in_the_ui(gold) -> None:
+    _, result = gold
+    materializations = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    fact = materializations["gold/fact_sales"]
+    assert fact["dagster/row_count"].value > 0
+    assert fact["delta_version"].value == 0
+    assert "gold/staging/stg_transactions" in materializations
+
+
+def test_the_report_holds_the_day_figures_computed_from_silver(spark: SparkSession, gold) -> None:
+    root, result = gold
+    day = DAYS[-1]
+    completed = table(spark, root, "silver", "transactions").where("status = 'completed'")
+    today = completed.where(F.col("partition_date") == F.lit(day))
+    revenue, orders, customers = today.agg(
+        F.sum("total_amount"), F.count("*"), F.countDistinct("customer_id")
+    ).first()
+    trailing = completed.where(
+        F.col("partition_date").between(day - timedelta(days=7), day - timedelta(days=1))
+    )
+    trailing_7 = (trailing.agg(F.sum("total_amount")).first()[0] / 7).quantize(Decimal("0.01"))
+    top = (
+        today.groupBy("product_id")
+        .agg(F.sum("total_amount").alias("revenue"))
+        .orderBy(F.desc("revenue"), "product_id")
+        .first()
+    )
+    top_name = (
+        table(spark, root, "silver", "products")
+        .where(F.col("product_id") == top.product_id)
+        .orderBy(F.desc("valid_from"))
+        .first()
+        .name
+    )
+
+    report = (root / "reports" / str(day) / "report.html").read_text()
+    assert (root / "reports" / str(day) / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"{revenue:,.2f} MAD" in report
+    assert f"<td>orders</td><td>{orders:,}</td>" in report
+    assert f"<td>distinct customers</td><td>{customers:,}</td>" in report
+    assert f"({trailing_7:,.2f} MAD)" in report
+    assert top_name in re.search(r"<h2>Top products</h2><table>.*?</tr>.*?</tr>", report).group(0)
+    assert "fraud detection has not written an alerts table yet" in report
+    assert all((root / "reports" / str(d) / "report.html").exists() for d in DAYS)
+
+    reports = {
+        e.partition: e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == REPORT_KEY
+    }
+    assert set(reports) == {str(d) for d in DAYS}
+    materialization = reports[str(day)]
+    assert materialization.metadata["revenue_mad"].value == pytest.approx(float(revenue))
+    assert materialization.metadata["orders"].value == orders
+    assert f"{revenue:,.2f} MAD" in materialization.metadata["summary"].value
+
+
+def test_the_dbt_session_refuses_another_spark_version(settings: Settings) -> None:
+    ran = run_dbt(
+        ["run-operation", "check_lakehouse_session"],
+        settings,
+        {"TECHMART_SPARK_VERSION": "3.4.0"},
+        capture=True,
+    )
+    assert ran.returncode != 0
+    assert f"dbt's Spark is {pyspark.__version__} but the project's pyspark is 3.4.0" in ran.stdout
+
+
+# Last in the module: it changes silver under the built gold tables (silver is restored afterwards).
+def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_its_check(
+    spark: SparkSession, settings: Settings, gold
+) -> None:
+    root, _ = gold
+    day = DAYS[3]
+    fact_path = str(root / "gold" / "fact_sales")
+    silver_path = str(root / "silver" / "transactions")
+    before = {r.transaction_id: r for r in table(spark, root, "gold", "fact_sales").collect()}
+    version = DeltaTable.forPath(spark, fact_path).history(1).first().version
+    silver_version = DeltaTable.forPath(spark, silver_path).history(1).first().version
+    # One sale of the day disappears from silver, and another arrives twice, as if deduplication had
+    # let it through: the day's rebuild must drop the first, and the unique test must fail on the second.
+    gone, twice = (
+        table(spark, root, "silver", "transactions").where(F.col("partition_date") == F.lit(day)).take(2)
+    )
+    DeltaTable.forPath(spark, silver_path).delete(F.col("transaction_id") == gone.transaction_id)
+    (
+        table(spark, root, "silver", "transactions")
+        .where(F.col("transaction_id") == twice.transaction_id)
+        .write.format("delta")
+        .mode("append")
+        .save(silver_path)
+    )
+    try:
+        result = run_gold(settings, root, day)
+    finally:
+        spark.sql(f"RESTORE TABLE delta.`{silver_path}` TO VERSION AS OF {silver_version}")
+
+    after = table(spark, root, "gold", "fact_sales").collect()
+    assert Counter(r.transaction_id for r in after) == Counter(
+        {t: 1 for t in before if t != gone.transaction_id}
+    ) + Counter({twice.transaction_id: 1})
+    assert all(r == before[r.transaction_id] for r in after if r.sale_date != day)
+    commits = DeltaTable.forPath(spark, fact_path).history().where(f"version > {version}").collect()
+    assert [c.operation for c in commits] == ["WRITE"]
+    assert commits[0].operationParameters["predicate"] == (
+        f"((sale_date >= DATE '{day}') AND (sale_date < DATE '{day + timedelta(days=1)}'))"
+    )
+
+    evaluations = {
+        dg.AssetCheckKey(e.asset_key, e.check_name): e for e in result.get_asset_check_evaluations()
+    }
+    unique = evaluations[FACT_UNIQUE_CHECK]
+    assert not unique.passed and unique.severity == dg.AssetCheckSeverity.ERROR
+    assert unique.metadata["dagster_dbt/failed_row_count"].value == 1
+    assert evaluations[dg.AssetCheckKey(FACT_SALES, "not_null_fact_sales_transaction_id")].passed
+    # The failed test stops what is built on fact_sales in the same dbt build.
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert FACT_SALES in materialized and dg.AssetKey(["gold", "metrics", "daily_sales"]) not in materialized
+
+
+def test_the_schedule_asks_for_yesterday_in_casablanca() -> None:
+    tick = datetime(2025, 3, 10, 6, 0, tzinfo=ZoneInfo("Africa/Casablanca"))
+    with dg.build_schedule_context(scheduled_execution_time=tick) as context:
+        request = daily_schedule(context)
+    assert request.partition_key == "2025-03-09"
+    assert request.run_key == "2025-03-09"
+    assert daily_schedule.job_name == DAILY_JOB
+    assert daily_schedule.execution_timezone == "Africa/Casablanca"
+    assert daily_schedule.cron_schedule == "0 6 * * *"
+    # Just after midnight in Casablanca it is still the day before in UTC: Casablanca's calendar wins.
+    late = datetime(2025, 6, 2, 0, 30, tzinfo=ZoneInfo("Africa/Casablanca"))
+    assert yesterday_partition(late) == "2025-06-01"
+
+
+def test_the_daily_job_covers_every_layer_and_the_lakehouse_build_all_but_the_report() -> None:
+    from techmart_assets.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    daily = defs.resolve_job_def(DAILY_JOB).asset_layer.selected_asset_keys
+    build = defs.resolve_job_def(LAKEHOUSE_JOB).asset_layer.selected_asset_keys
+    layers = {key.path[0] for key in daily}
+    assert layers == {"bronze", "silver", "gold"}
+    assert REPORT_KEY in daily and REPORT_KEY not in build
+    assert daily - build == {REPORT_KEY}
+    # One lineage: the dbt sources are the silver assets, not separate source assets.
+    assert graph.get(FACT_SALES).parent_keys == {
+        dg.AssetKey(["gold", "staging", "stg_transactions"]),
+        dg.AssetKey(["gold", "dim_customers"]),
+        dg.AssetKey(["gold", "dim_products"]),
+    }
+    assert (
+        dg.AssetKey(["silver", "transactions"])
+        in graph.get(dg.AssetKey(["gold", "staging", "stg_transactions"])).parent_keys
+    )
+
+
+def test_the_dbt_profile_configures_spark_like_the_project(settings: Settings) -> None:
+    env = dbt_environment(settings)
+    profile = yaml.safe_load((DBT_PROJECT_DIR / "profiles.yml").read_text())
+    parameters = profile["techmart"]["outputs"]["local"]["server_side_parameters"]
+
+    def render(value: str) -> str:
+        return jinja2.Template(value).render(env_var=lambda name, default=None: env.get(name, default))
+
+    rendered = {key: render(str(value)) for key, value in parameters.items()}
+    project = spark_config(settings)
+    for key in (
+        "spark.master",
+        "spark.jars",
+        "spark.sql.extensions",
+        "spark.sql.catalog.spark_catalog",
+        "spark.sql.session.timeZone",
+        "spark.sql.shuffle.partitions",
+        "spark.databricks.delta.snapshotPartitions",
+        "spark.sql.warehouse.dir",
+    ):
+        assert rendered[key] == project[key], key
+    assert rendered["spark.hadoop.javax.jdo.option.ConnectionURL"].startswith(
+        f"jdbc:derby:;databaseName={settings.lakehouse_root}/_spark/"
+    )
