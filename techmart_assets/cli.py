@@ -65,6 +65,29 @@ def run_dbt_command(args: argparse.Namespace) -> int:
     return run_dbt(args.dbt_args).returncode
 
 
+def run_kafka(args: argparse.Namespace) -> int:
+    from techmart_assets.streaming import broker
+
+    config = broker.BrokerConfig.from_settings(Settings.from_env())
+    if args.action == "start":
+        pid = broker.start(config)
+        created = broker.ensure_topics(config.bootstrap)
+        print(f"Kafka broker pid {pid} answering on {config.bootstrap} (data and logs in {config.home})")
+        print(
+            f"topics: {', '.join(f'{t} ({n} partitions)' for t, n in broker.TOPICS.items())}"
+            + (f"; created {', '.join(created)}" if created else "")
+        )
+    elif args.action == "stop":
+        stopped = broker.stop(config)
+        print("Kafka broker stopped" if stopped else "no Kafka broker of this project is running")
+    else:
+        pid = broker.running_pid(config)
+        answering = broker.answers(config.bootstrap, timeout=3.0)
+        print(f"pid {pid or '-'}; {config.bootstrap} {'answers' if answering else 'does not answer'}")
+        return 0 if pid and answering else 1
+    return 0
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from techmart_assets.jobs import DAILY_JOB
 
@@ -112,6 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dbt.add_argument("dbt_args", nargs=argparse.REMAINDER, help="the dbt command and its options")
     dbt.set_defaults(func=run_dbt_command)
+
+    kafka = sub.add_parser("kafka", help="start, stop or check the project's Kafka broker (KRaft, one node)")
+    kafka.add_argument("action", choices=["start", "stop", "status"])
+    kafka.set_defaults(func=run_kafka)
 
     demo = sub.add_parser("demo", help="generate the reference data set and build the lakehouse from it")
     demo.set_defaults(func=run_demo)

@@ -23,6 +23,9 @@ class Settings:
     spark_ui_enabled: bool
     jars_dir: Path
     dagster_home: Path
+    kafka_bootstrap: str = "localhost:9092"
+    kafka_home: Path = PROJECT_ROOT / ".kafka"
+    kafka_heap: str = "512m"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -35,4 +38,7 @@ class Settings:
             spark_ui_enabled=env("TECHMART_SPARK_UI", "false").lower() in ("1", "true", "yes"),
             jars_dir=Path(env("TECHMART_JARS_DIR", str(PROJECT_ROOT / ".jvm"))),
             dagster_home=Path(env("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home"),
+            kafka_bootstrap=env("TECHMART_KAFKA_BOOTSTRAP", "localhost:9092"),
+            kafka_home=Path(env("TECHMART_KAFKA_HOME", str(PROJECT_ROOT / ".kafka"))),
+            kafka_heap=env("TECHMART_KAFKA_HEAP", "512m"),
         )

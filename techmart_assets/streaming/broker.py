@@ -1,0 +1,265 @@
+"""A real Apache Kafka broker (KRaft, single node) for the demo, the tests and CI.
+
+`techmart kafka start` formats a storage folder once and starts the broker's own main class
+(`kafka.Kafka`) with `java`, from the jars `make setup` fetched with Maven (`.jvm/kafka`), with a
+bounded heap, listening on loopback only. It returns when the broker answers a metadata request,
+and writes the process id next to the data, so `techmart kafka stop` stops exactly that process.
+The topics the lakehouse uses are created by `ensure_topics`.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+from techmart_assets.settings import Settings
+
+TRANSACTIONS_TOPIC = "transactions"
+FRAUD_ALERTS_TOPIC = "fraud-alerts"
+# Partitions per topic. Transactions are keyed by customer, so a customer's events stay in order
+# in one partition; three partitions let up to three consumers share the load on a small machine.
+TOPICS = {TRANSACTIONS_TOPIC: 3, FRAUD_ALERTS_TOPIC: 3}
+MAIN_CLASS = "kafka.Kafka"
+STORAGE_TOOL = "kafka.tools.StorageTool"
+
+
+class BrokerError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    bootstrap: str  # host:port clients connect to
+    home: Path  # data, logs, pid file
+    jars: Path  # the broker's jars
+    heap: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BrokerConfig:
+        return cls(
+            bootstrap=settings.kafka_bootstrap,
+            home=settings.kafka_home,
+            jars=settings.jars_dir / "kafka",
+            heap=settings.kafka_heap,
+        )
+
+    @property
+    def host(self) -> str:
+        return self.bootstrap.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.bootstrap.rsplit(":", 1)[1])
+
+    @property
+    def controller_port(self) -> int:
+        return self.port + 1
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "broker.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "broker.log"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    def server_properties(self) -> str:
+        return "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@{self.host}:{self.controller_port}",
+                f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}",
+                f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}",
+                "controller.listener.names=CONTROLLER",
+                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name=PLAINTEXT",
+                f"log.dirs={self.data_dir}",
+                "num.partitions=3",
+                "auto.create.topics.enable=false",
+                # One node: every internal topic has one replica.
+                "offsets.topic.replication.factor=1",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
+
+
+LOG4J2 = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = info
+logger.apache.name = org.apache.kafka
+logger.apache.level = warn
+"""
+
+
+def _java(config: BrokerConfig, main: str, *args: str) -> list[str]:
+    jars = sorted(config.jars.glob("*.jar"))
+    if not jars:
+        raise BrokerError(f"No Kafka jars in {config.jars}: run `make setup` (it fetches them with Maven).")
+    return [
+        "java",
+        f"-Xms{config.heap}",
+        f"-Xmx{config.heap}",
+        "-XX:+UseG1GC",
+        "-Djava.awt.headless=true",
+        f"-Dkafka.logs.dir={config.home / 'logs'}",
+        f"-Dlog4j2.configurationFile={config.home / 'log4j2.properties'}",
+        "-cp",
+        os.pathsep.join(str(j) for j in jars),
+        main,
+        *args,
+    ]
+
+
+def running_pid(config: BrokerConfig) -> int | None:
+    """The pid of the broker this project started, if that process is still alive."""
+    try:
+        pid = int(config.pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
+
+
+def answers(bootstrap: str, timeout: float = 5.0) -> bool:
+    """True when a broker at `bootstrap` answers a metadata request."""
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), client_id="techmart-probe"
+        )
+    except KafkaError:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
+
+
+def start(config: BrokerConfig, timeout: float = 90.0) -> int:
+    """Start the broker (formatting its storage the first time); return its pid once it answers."""
+    pid = running_pid(config)
+    if pid is not None:
+        if not answers(config.bootstrap):
+            raise BrokerError(f"broker pid {pid} is running but does not answer on {config.bootstrap}")
+        return pid
+    for port in (config.port, config.controller_port):
+        if _port_in_use(config.host, port):
+            raise BrokerError(
+                f"{config.host}:{port} is already in use by another process: stop it, or set "
+                "TECHMART_KAFKA_BOOTSTRAP to another host:port (the controller uses the next port)."
+            )
+    config.home.mkdir(parents=True, exist_ok=True)
+    (config.home / "logs").mkdir(exist_ok=True)
+    properties = config.home / "server.properties"
+    properties.write_text(config.server_properties())
+    (config.home / "log4j2.properties").write_text(LOG4J2)
+    if not (config.data_dir / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        subprocess.run(
+            _java(config, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(properties)),
+            check=True,
+            capture_output=True,
+        )
+    with open(config.log_file, "ab") as log:
+        process = subprocess.Popen(
+            _java(config, MAIN_CLASS, str(properties)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: a Ctrl-C in the shell does not reach it
+        )
+    config.pid_file.write_text(f"{process.pid}\n")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            config.pid_file.unlink(missing_ok=True)
+            raise BrokerError(f"the broker exited with code {process.returncode}; see {config.log_file}")
+        if answers(config.bootstrap, timeout=2.0):
+            return process.pid
+        time.sleep(0.5)
+    stop(config)
+    raise BrokerError(
+        f"the broker did not answer on {config.bootstrap} within {timeout:.0f} s; see {config.log_file}"
+    )
+
+
+def stop(config: BrokerConfig, timeout: float = 30.0) -> bool:
+    """Stop the broker this project started (SIGTERM: a clean shutdown; SIGKILL after `timeout`)."""
+    pid = running_pid(config)
+    if pid is None:
+        config.pid_file.unlink(missing_ok=True)
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:  # not our child (started by another process): poll for its end
+            finished = 0 if running_pid(config) else pid
+        if finished:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    config.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def ensure_topics(bootstrap: str, topics: dict[str, int] | None = None) -> list[str]:
+    """Create the lakehouse's topics that do not exist yet; return the ones created."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="techmart-admin")
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            for name, partitions in (topics or TOPICS).items()
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # created meanwhile by another client
+                admin.create_topics(wanted)
+        return [t.name for t in wanted]
+    finally:
+        admin.close()

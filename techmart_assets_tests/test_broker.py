@@ -1,0 +1,77 @@
+"""The project's Kafka broker: a real Apache Kafka (KRaft, one node) from the Maven-fetched jars,
+started and stopped by its pid, with the lakehouse's topics."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+
+from techmart_assets.settings import Settings
+from techmart_assets.streaming import broker
+
+
+def free_port_pair() -> int:
+    """A port whose next port is free too (the controller listens on bootstrap port + 1)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            if s.connect_ex(("localhost", port + 1)) != 0:
+                return port
+    raise RuntimeError("no free port pair")
+
+
+@pytest.fixture
+def config(tmp_path: Path, settings: Settings) -> broker.BrokerConfig:
+    port = free_port_pair()
+    return broker.BrokerConfig.from_settings(
+        dataclasses.replace(settings, kafka_home=tmp_path / "kafka", kafka_bootstrap=f"localhost:{port}")
+    )
+
+
+def test_the_broker_starts_serves_the_topics_and_stops_by_its_pid(config: broker.BrokerConfig) -> None:
+    pid = broker.start(config)
+    try:
+        assert broker.running_pid(config) == pid
+        assert broker.start(config) == pid  # a second start finds it running
+        assert sorted(broker.ensure_topics(config.bootstrap)) == ["fraud-alerts", "transactions"]
+        assert broker.ensure_topics(config.bootstrap) == []
+
+        producer = KafkaProducer(bootstrap_servers=config.bootstrap)
+        for i in range(3):
+            producer.send(broker.TRANSACTIONS_TOPIC, key=b"C00001", value=f'{{"n": {i}}}'.encode())
+        producer.flush()
+        producer.close()
+        consumer = KafkaConsumer(
+            broker.TRANSACTIONS_TOPIC,
+            bootstrap_servers=config.bootstrap,
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=10_000,
+        )
+        received = [m for m in consumer]
+        consumer.close()
+        # One key, one partition, in order.
+        assert [m.value for m in received] == [b'{"n": 0}', b'{"n": 1}', b'{"n": 2}']
+        assert len({m.partition for m in received}) == 1
+    finally:
+        assert broker.stop(config)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert broker.running_pid(config) is None
+    assert not broker.answers(config.bootstrap, timeout=2.0)
+    assert not broker.stop(config)
+
+
+def test_a_taken_port_is_a_clear_error(config: broker.BrokerConfig) -> None:
+    with socket.socket() as taken:
+        taken.bind((config.host, config.port))
+        taken.listen()
+        with pytest.raises(broker.BrokerError, match="already in use"):
+            broker.start(config)
+    assert broker.running_pid(config) is None
