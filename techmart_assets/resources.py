@@ -85,10 +85,13 @@ class LakehouseResource(dg.ConfigurableResource):
 
     root: str
 
-    def table_path(self, layer: str, name: str) -> str:
+    def layer_path(self, layer: str) -> str:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}; expected one of {LAYERS}")
-        return f"{self.root}/{layer}/{name}"
+        return f"{self.root}/{layer}"
+
+    def table_path(self, layer: str, name: str) -> str:
+        return f"{self.layer_path(layer)}/{name}"
 
     @property
     def raw_data(self) -> str:

@@ -5,7 +5,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster_pyspark import PySparkResource
 
 from techmart_assets.gold.report import CheckResult, gather, summary_markdown, write_report
@@ -42,7 +41,7 @@ def latest_check_results(context: dg.AssetExecutionContext) -> list[CheckResult]
         else:
             warn = evaluation.severity == dg.AssetCheckSeverity.WARN
             status, description = ("warning" if warn else "failed"), evaluation.description or ""
-        if record is not None and record.status == AssetCheckExecutionRecordStatus.PLANNED:
+        if record is not None and record.status.value == "PLANNED":  # its run has not finished
             status = "running"
         results.append(CheckResult(key.asset_key.to_user_string(), key.name, status, description))
     return results
@@ -73,8 +72,8 @@ def daily_sales_report(
         figures = gather(
             session,
             day,
-            gold=lakehouse.table_path("gold", "").rstrip("/"),
-            silver=lakehouse.table_path("silver", "").rstrip("/"),
+            gold=lakehouse.layer_path("gold"),
+            silver=lakehouse.layer_path("silver"),
             fraud_alerts_path=lakehouse.table_path("gold", "fraud_alerts"),
         )
         figures.checks = checks
