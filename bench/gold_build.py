@@ -59,7 +59,7 @@ def plain_spark(spark: SparkSession, root: Path, manifest: dict) -> None:
         spark.sql(f"create table silver.{name} using delta location '{root}/silver/{name}'")
     nodes = {k: v for k, v in manifest["nodes"].items() if v["resource_type"] in ("model", "seed", "test")}
     order = TopologicalSorter(
-        {k: [d for d in v["depends_on"]["nodes"] if d in nodes] for k, v in nodes.items()}
+        {k: [d for d in v.get("depends_on", {}).get("nodes", []) if d in nodes] for k, v in nodes.items()}
     ).static_order()
     for key in order:
         node = nodes[key]
