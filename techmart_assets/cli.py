@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 
@@ -88,6 +90,27 @@ def run_kafka(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_stream(args: argparse.Namespace) -> int:
+    from techmart_assets.streaming import broker, producer
+
+    settings = Settings.from_env()
+    count = max(1, round(args.rate * args.duration))
+    planned = producer.plan(count, seed=args.seed, fraud_rate=args.fraud_rate)
+    labels = args.labels or f"{settings.lakehouse_root}/streaming/labels-{time.strftime('%Y%m%dT%H%M%S')}.csv"
+    producer.write_labels(planned.labels, Path(labels))
+    print(
+        f"sending {len(planned.messages):,} transactions to {settings.kafka_bootstrap} at {args.rate:g}/s "
+        f"({len(planned.labels)} fraud rows injected, labels in {labels})"
+    )
+    try:
+        result = producer.send(planned, settings.kafka_bootstrap, args.rate)
+    except broker.BrokerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"sent {result.sent:,}, failed {result.failed:,}" + (f": {result.errors}" if result.errors else ""))
+    return 0 if result.failed == 0 else 1
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from techmart_assets.jobs import DAILY_JOB
 
@@ -139,6 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     kafka = sub.add_parser("kafka", help="start, stop or check the project's Kafka broker (KRaft, one node)")
     kafka.add_argument("action", choices=["start", "stop", "status"])
     kafka.set_defaults(func=run_kafka)
+
+    stream = sub.add_parser(
+        "stream", help="send live transactions (with labelled fraud) to the transactions topic"
+    )
+    stream.add_argument("--rate", type=float, default=100.0, help="messages per second")
+    stream.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+    stream.add_argument("--seed", type=int, default=7)
+    stream.add_argument(
+        "--fraud-rate", type=float, default=0.002, help="scenarios of each fraud kind per sale"
+    )
+    stream.add_argument(
+        "--labels", help="where to write the labels (default lakehouse/streaming/labels-*.csv)"
+    )
+    stream.set_defaults(func=run_stream)
 
     demo = sub.add_parser("demo", help="generate the reference data set and build the lakehouse from it")
     demo.set_defaults(func=run_demo)
