@@ -72,6 +72,23 @@ class Profile:
     night_share: float = 0.0
 
 
+def build_profile(
+    customer_id: str, home_country: str, purchases: list[tuple[float, float]], config: FraudConfig
+) -> Profile:
+    """A customer's profile from their earlier completed purchases, (amount, event_ts) pairs.
+
+    The definitions the streaming job computes from silver: the population mean and standard
+    deviation of the amounts, and the share of purchases in the night hours.
+    """
+    amounts = [amount for amount, _ in purchases]
+    if not amounts:
+        return Profile(customer_id, home_country)
+    mean = sum(amounts) / len(amounts)
+    std = math.sqrt(sum((a - mean) ** 2 for a in amounts) / len(amounts))
+    night = sum(1 for _, ts in purchases if config.night_start_hour <= _hour(ts) < config.night_end_hour)
+    return Profile(customer_id, home_country, len(amounts), mean, std, night / len(amounts))
+
+
 @dataclass
 class CustomerState:
     recent: list[Transaction] = field(default_factory=list)  # within `memory_s`, in event-time order
