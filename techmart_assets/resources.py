@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -73,6 +74,10 @@ def spark_config(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": f"{settings.lakehouse_root}/_spark/warehouse",
         "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
+        # Python workers (pandas UDFs, applyInPandasWithState) run this interpreter, with this
+        # environment's pandas and pyarrow, not whatever `python3` the PATH finds first.
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
     }
 
 
