@@ -15,33 +15,11 @@ with sales as (
 ),
 
 customer_versions as (
-    select
-        s.transaction_id,
-        c.customer_sk,
-        row_number() over (
-            partition by s.transaction_id
-            order by
-                case when c.valid_from <= s.transaction_ts
-                    and (c.valid_to is null or s.transaction_ts < c.valid_to) then 0 else 1 end,
-                c.valid_from
-        ) as pick
-    from sales s
-    join {{ ref('dim_customers') }} c on c.customer_id = s.customer_id
+    {{ version_in_force('sales', ref('dim_customers'), 'customer_id', 'customer_sk') }}
 ),
 
 product_versions as (
-    select
-        s.transaction_id,
-        p.product_sk,
-        row_number() over (
-            partition by s.transaction_id
-            order by
-                case when p.valid_from <= s.transaction_ts
-                    and (p.valid_to is null or s.transaction_ts < p.valid_to) then 0 else 1 end,
-                p.valid_from
-        ) as pick
-    from sales s
-    join {{ ref('dim_products') }} p on p.product_id = s.product_id
+    {{ version_in_force('sales', ref('dim_products'), 'product_id', 'product_sk') }}
 )
 
 select
@@ -70,5 +48,5 @@ select
     s.is_foreign,
     s.customer_purchase_seq
 from sales s
-left join customer_versions cv on cv.transaction_id = s.transaction_id and cv.pick = 1
-left join product_versions pv on pv.transaction_id = s.transaction_id and pv.pick = 1
+left join customer_versions cv on cv.transaction_id = s.transaction_id
+left join product_versions pv on pv.transaction_id = s.transaction_id
