@@ -14,7 +14,8 @@ from pyspark.sql import SparkSession
 from techmart_assets.generator import generate
 from techmart_assets.resources import spark_config
 from techmart_assets.settings import Settings
-from techmart_assets_tests.support import SMALL
+from techmart_assets.streaming import broker
+from techmart_assets_tests.support import SMALL, free_port_pair
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +56,19 @@ def lakehouse(tmp_path: Path, raw_data: Path) -> Path:
     root.mkdir()
     (root / "raw_data").symlink_to(raw_data)
     return root
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> Iterator[broker.BrokerConfig]:
+    """A real broker of the project on free ports, with the lakehouse's topics; stopped by its pid."""
+    config = broker.BrokerConfig.from_settings(
+        dataclasses.replace(
+            settings,
+            kafka_home=tmp_path_factory.mktemp("kafka"),
+            kafka_bootstrap=f"localhost:{free_port_pair()}",
+        )
+    )
+    broker.start(config)
+    broker.ensure_topics(config.bootstrap)
+    yield config
+    broker.stop(config)

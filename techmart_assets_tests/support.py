@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import socket
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -58,3 +59,15 @@ def labels(raw_data: Path) -> list[dict[str, str]]:
 
 def table(spark: SparkSession, root: Path, layer: str, name: str) -> DataFrame:
     return spark.read.format("delta").load(str(root / layer / name))
+
+
+def free_port_pair() -> int:
+    """A free port whose next port is free too (the broker's controller listens on port + 1)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("localhost", 0))
+            port = s.getsockname()[1]
+        with socket.socket() as s:
+            if s.connect_ex(("localhost", port + 1)) != 0:
+                return port
+    raise RuntimeError("no free port pair")

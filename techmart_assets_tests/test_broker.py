@@ -13,18 +13,7 @@ from kafka import KafkaConsumer, KafkaProducer
 
 from techmart_assets.settings import Settings
 from techmart_assets.streaming import broker
-
-
-def free_port_pair() -> int:
-    """A port whose next port is free too (the controller listens on bootstrap port + 1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            if s.connect_ex(("localhost", port + 1)) != 0:
-                return port
-    raise RuntimeError("no free port pair")
+from techmart_assets_tests.support import free_port_pair
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ customer, in the documented format, and the labels name fraud rows that were sen
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,25 +10,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from techmart_assets.settings import Settings
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming import broker, producer
-from techmart_assets_tests.test_broker import free_port_pair
-
-
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory, settings: Settings):
-    config = broker.BrokerConfig.from_settings(
-        dataclasses.replace(
-            settings,
-            kafka_home=tmp_path_factory.mktemp("kafka"),
-            kafka_bootstrap=f"localhost:{free_port_pair()}",
-        )
-    )
-    broker.start(config)
-    broker.ensure_topics(config.bootstrap)
-    yield config
-    broker.stop(config)
+from techmart_assets_tests.support import free_port_pair
 
 
 def test_the_plan_is_the_generators_day_ending_now_with_its_fraud_labels() -> None:
