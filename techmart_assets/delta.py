@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from delta.tables import DeltaTable
+from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -62,20 +63,23 @@ def check_compatible(frame: DataFrame, path: str) -> None:
         )
 
 
-def replace_days(frame: DataFrame, path: str, days: Sequence[date]) -> Commit:
+def replace_days(frame: DataFrame, path: str, days: Sequence[date], where: str | None = None) -> Commit:
     """Replace exactly `days` of the Delta table at `path` with `frame` (creating the table if needed).
 
     Running it twice with the same input leaves one copy: replaceWhere removes what the days held.
+    `where` (a SQL predicate) narrows what is replaced to the rows of those days it selects; the
+    days' other rows are kept. Every row of `frame` must satisfy it (Delta checks, and fails if not).
     New columns are added to the table schema; a column whose type changes fails before writing.
     """
     check_compatible(frame, path)
+    replaced = days_predicate(days) if where is None else f"({days_predicate(days)}) AND ({where})"
     files = max(1, math.ceil(len(set(days)) / _DAYS_PER_FILE))
     (
         frame.repartition(files, F.date_trunc("month", PARTITION_COLUMN))
         .sortWithinPartitions(PARTITION_COLUMN)
         .write.format("delta")
         .mode("overwrite")
-        .option("replaceWhere", days_predicate(days))
+        .option("replaceWhere", replaced)
         .option("mergeSchema", "true")
         .save(path)
     )
@@ -90,7 +94,16 @@ def last_commit(spark: SparkSession, path: str) -> Commit:
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:
-    return DeltaTable.isDeltaTable(spark, path)
+    """True when `path` holds a Delta table, even one another process created after this session
+    first looked: `isDeltaTable` answers from the session's cached log of the path, which stays
+    "no table" until something updates it; `forPath` looks at the folder."""
+    if DeltaTable.isDeltaTable(spark, path):
+        return True
+    try:
+        DeltaTable.forPath(spark, path)
+    except AnalysisException:
+        return False
+    return True
 
 
 def read_days(spark: SparkSession, path: str, days: Sequence[date]) -> DataFrame | None:

@@ -1,4 +1,9 @@
-"""The four bronze assets, one factory: a day's raw drop lands in Delta exactly as received."""
+"""The four bronze assets, one factory: a day's raw drop lands in Delta exactly as received.
+
+A day of bronze transactions may also hold rows the streaming ingestion appended from Kafka
+(`_source_file` = `kafka://...`). A materialization replaces only the rows that came from drop files
+and counts only those; the streamed rows of the day are kept as they are.
+"""
 
 import dagster as dg
 from dagster_pyspark import PySparkResource
@@ -7,7 +12,7 @@ from pyspark.sql import functions as F
 
 from techmart_assets import metadata as md
 from techmart_assets.bronze.drops import DropFile, group_by_header, list_drops
-from techmart_assets.bronze.ingest import columns_beyond_contract, read_source_drops
+from techmart_assets.bronze.ingest import FROM_DROP_FILES, columns_beyond_contract, read_source_drops
 from techmart_assets.delta import PARTITION_COLUMN, read_days, replace_days
 from techmart_assets.partitions import daily_partitions, run_days
 from techmart_assets.quality.checks import CheckSpec, not_evaluated
@@ -68,12 +73,16 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
         session = spark.spark_session
         frame = read_source_drops(session, source, group_by_header(drops))
         path = lakehouse.table_path("bronze", source.name)
-        commit = replace_days(frame, path, sorted(days_with_drop))
+        commit = replace_days(frame, path, sorted(days_with_drop), where=FROM_DROP_FILES)
 
-        written = read_days(session, path, sorted(days_with_drop))
-        totals = written.agg(
-            F.count(F.lit(1)).alias("rows"), F.count("_parse_error").alias("malformed")
+        day_rows = read_days(session, path, sorted(days_with_drop))
+        from_files = F.expr(FROM_DROP_FILES)
+        totals = day_rows.agg(
+            F.count(F.when(from_files, 1)).alias("rows"),
+            F.count(F.when(from_files, F.col("_parse_error"))).alias("malformed"),
+            F.count(F.when(~from_files, 1)).alias("streamed"),
         ).first()
+        written = day_rows.where(from_files)
         extra_columns = columns_beyond_contract(frame.columns, source)
         lines = drop_data_lines(session, drops, header_lines=1 if source.file_format == "csv" else 0)
         yield dg.MaterializeResult(
@@ -82,6 +91,7 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
                 "dagster/column_schema": md.column_schema(frame),
                 "rows_written": int(totals.rows),
                 "malformed_rows": int(totals.malformed),
+                "streamed_rows_kept": int(totals.streamed),
                 "files_read": len(drops),
                 "days_written": len(days_with_drop),
                 "days_without_drop": md.days_summary(missing) if missing else "none",

@@ -16,6 +16,10 @@ from techmart_assets.sources import Source
 
 CORRUPT = "_corrupt_record"
 METADATA_COLUMNS = ("_raw_line", "_parse_error", "_source_file", "_ingested_at", "partition_date")
+# Rows the streaming ingestion appends name their Kafka record in `_source_file`
+# (`kafka://<topic>/<partition>/<offset>`); rows read from drop files name their file.
+STREAMED_PREFIX = "kafka://"
+FROM_DROP_FILES = f"_source_file NOT LIKE '{STREAMED_PREFIX}%'"  # SQL: the rows that came from a drop file
 _DAY_IN_PATH = r"/(\d{4}-\d{2}-\d{2})/[^/]+$"
 
 
