@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from techmart_assets.generator import GeneratorConfig
 from techmart_assets.generator import cli as generator_cli
 from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END
 from techmart_assets.settings import Settings
@@ -111,6 +112,111 @@ def run_stream(args: argparse.Namespace) -> int:
     return 0 if result.failed == 0 else 1
 
 
+def run_fraud(args: argparse.Namespace) -> int:
+    """The streaming queries in the foreground, the code the `fraud_stream` job runs, until Ctrl-C."""
+    import signal
+
+    from dagster_pyspark.resources import spark_session_from_config
+
+    from techmart_assets.resources import spark_config
+    from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables
+
+    settings = Settings.from_env()
+    # `kill <pid>` stops as cleanly as Ctrl-C: the queries finish their micro-batch first.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    spark = spark_session_from_config(spark_config(settings))
+    options = StreamOptions(ingestion=not args.no_ingestion, live_sales=not args.no_live_sales)
+    runner = StreamRunner(
+        spark, StreamTables(settings.lakehouse_root), settings.kafka_bootstrap, options, print
+    )
+    print(f"alerts in {runner.tables.fraud.alerts}; Ctrl-C stops cleanly")
+    try:
+        runner.run(duration_s=args.duration)
+    except KeyboardInterrupt:
+        print("interrupted: the queries were stopped after their last commit")
+    finally:
+        spark.stop()
+    return 0
+
+
+def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
+    """The project's broker (started if needed, stopped after if started here), `techmart stream`'s
+    traffic sent while the `fraud_stream` job runs on the project instance, then what it found."""
+    import threading
+    from collections import Counter
+
+    from dagster_pyspark.resources import spark_session_from_config
+
+    from techmart_assets.definitions import defs
+    from techmart_assets.resources import spark_config
+    from techmart_assets.streaming import broker, producer
+    from techmart_assets.streaming.job import FRAUD_JOB, stream_table_events
+    from techmart_assets.streaming.runner import StreamTables
+
+    config = broker.BrokerConfig.from_settings(settings)
+    started_here = broker.running_pid(config) is None
+    if started_here:
+        broker.start(config)
+    try:
+        broker.ensure_topics(config.bootstrap)
+        planned = producer.plan(round(rate * seconds))
+        labels = producer.write_labels(
+            planned.labels, Path(settings.lakehouse_root) / "streaming" / "labels.csv"
+        )
+        print(
+            f"broker on {config.bootstrap}; sending {len(planned.messages):,} transactions at {rate:g}/s "
+            f"({len(planned.labels)} fraud rows, labels in {labels})"
+        )
+        sent: list[producer.StreamResult] = []
+        sender = threading.Thread(
+            target=lambda: sent.append(producer.send(planned, config.bootstrap, rate)), daemon=True
+        )
+        sender.start()
+        instance = project_instance(settings)
+        # Long enough to start (a JVM, the queries' first batches), read all traffic and stop cleanly.
+        run_config = {"ops": {"run_streaming_queries": {"config": {"duration_s": seconds + 60}}}}
+        result = defs.resolve_job_def(FRAUD_JOB).execute_in_process(
+            instance=instance,
+            run_config={**run_config, "loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            raise_on_error=False,
+        )
+        sender.join()
+        tables = StreamTables(settings.lakehouse_root)
+        # What the sensor does on its ticks when the daemon runs: the new rows as materializations.
+        for event in stream_table_events(tables, {}):
+            instance.report_runtime_event(event)
+        spark = spark_session_from_config(spark_config(settings))
+        try:
+            alerts = spark.read.format("delta").load(tables.fraud.alerts).collect()
+            dead = spark.read.format("delta").load(tables.fraud.dead_letters).count()
+            minutes = spark.read.format("delta").load(tables.table("gold", "live_sales_by_minute")).count()
+            streamed = (
+                spark.read.format("delta")
+                .load(tables.table("bronze", "transactions"))
+                .where("_source_file LIKE 'kafka://%'")
+                .count()
+            )
+        finally:
+            spark.stop()
+    finally:
+        if started_here:
+            broker.stop(config)
+    fired = {(a.transaction_id, a.rule_id) for a in alerts}
+    injected = {label["record_id"] for label in planned.labels}
+    print(
+        f"\nRun {result.run_id} {'succeeded' if result.success else 'FAILED'}: sent {sent[0].sent:,} "
+        f"(failed {sent[0].failed}), bronze got {streamed:,} streamed rows, {dead} dead letters, "
+        f"{minutes} closed minutes of live sales"
+    )
+    by_rule = Counter(rule for _, rule in fired)
+    print(f"  {len(alerts)} fraud alerts: " + ", ".join(f"{r} {n}" for r, n in sorted(by_rule.items())))
+    print(
+        f"  {len({t for t, _ in fired} & injected)} of {len(injected)} injected fraud transactions alerted "
+        f"(velocity bursts alert once, on the purchase that crosses the threshold)"
+    )
+    return 0 if result.success and sent and sent[0].failed == 0 else 1
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from techmart_assets.jobs import DAILY_JOB
 
@@ -130,16 +236,22 @@ def run_demo(args: argparse.Namespace) -> int:
         return built
     print(f"\n== The daily run for {last}: every layer and the report, as the schedule runs it")
     built = build_range(settings, last.isoformat(), last.isoformat(), job=DAILY_JOB)
+    if built:
+        return built
+    print("\n== Live: the Kafka broker, a minute of transactions with fraud, the fraud_stream job")
+    streamed = stream_demo(settings, rate=args.stream_rate, seconds=args.stream_seconds)
     print(
         "\nWhere to look:\n"
         f"  raw drops        {root}/raw_data (labels.csv: what was injected on purpose)\n"
         f"  Delta tables     {root}/bronze/<source>, {root}/silver/<table>, {root}/gold/<table>\n"
         f"  rejected rows    {root}/silver/<source>_quarantine (rule and reason per row)\n"
         f"  daily report     {root}/reports/{last}/report.html (and chart.png)\n"
+        f"  fraud alerts     {root}/gold/fraud_alerts (also on the fraud-alerts topic); dead letters in "
+        f"{root}/gold/fraud_dead_letters; per-minute sales in {root}/gold/live_sales_by_minute\n"
         f"  Dagster instance {settings.dagster_home}\n"
         "  the UI           `make ui`, then open http://127.0.0.1:3000 (the demo's runs are in Runs)"
     )
-    return built
+    return streamed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.add_argument("--rate", type=float, default=100.0, help="messages per second")
     stream.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
-    stream.add_argument("--seed", type=int, default=7)
+    stream.add_argument(
+        "--seed", type=int, default=GeneratorConfig.seed, help="generator seed (the demo data's)"
+    )
     stream.add_argument(
         "--fraud-rate", type=float, default=0.002, help="scenarios of each fraud kind per sale"
     )
@@ -177,7 +291,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.set_defaults(func=run_stream)
 
+    fraud = sub.add_parser("fraud", help="the streaming fraud detection (and bronze ingestion, live sales)")
+    fraud_sub = fraud.add_subparsers(dest="action", required=True)
+    fraud_run = fraud_sub.add_parser("run", help="run the streaming queries in the foreground until Ctrl-C")
+    fraud_run.add_argument("--duration", type=float, help="stop after this many seconds")
+    fraud_run.add_argument("--no-ingestion", action="store_true", help="do not land the topic in bronze")
+    fraud_run.add_argument("--no-live-sales", action="store_true", help="no per-minute sales aggregate")
+    fraud_run.set_defaults(func=run_fraud)
+
     demo = sub.add_parser("demo", help="generate the reference data set and build the lakehouse from it")
+    demo.add_argument("--stream-rate", type=float, default=100.0, help="live transactions per second")
+    demo.add_argument("--stream-seconds", type=float, default=60.0, help="seconds of live traffic")
     demo.set_defaults(func=run_demo)
     return parser
 

@@ -7,11 +7,14 @@ from techmart_assets.gold import build_dbt_resource, gold_assets
 from techmart_assets.jobs import daily_job, daily_schedule, lakehouse_job
 from techmart_assets.resources import build_resources
 from techmart_assets.silver import silver_assets
+from techmart_assets.streaming.assets import streaming_assets
+from techmart_assets.streaming.job import fraud_stream_job, fraud_stream_sensor
 
 defs = dg.Definitions(
-    assets=[*bronze_assets, *silver_assets, *gold_assets],
-    jobs=[lakehouse_job, daily_job],
+    assets=[*bronze_assets, *silver_assets, *gold_assets, *streaming_assets],
+    jobs=[lakehouse_job, daily_job, fraud_stream_job],
     schedules=[daily_schedule],
+    sensors=[fraud_stream_sensor],
     resources={**build_resources(), "dbt": build_dbt_resource()},
     # One process per run, so every step of a run (and a whole backfill range) shares one SparkSession
     # instead of starting a JVM per step.

@@ -18,12 +18,17 @@ DAILY_JOB = "daily_lakehouse"
 SCHEDULE_TIMEZONE = "Africa/Casablanca"
 # 06:00 in Casablanca: the day's drops have landed overnight, the report is there before work starts.
 SCHEDULE_CRON = "0 6 * * *"
+# The run tag dagster.yaml limits: one batch run (Spark over the tables) and one stream run at a time.
+WORKLOAD_TAG = "techmart/workload"
+WORKLOAD_BATCH = "batch"
+WORKLOAD_STREAM = "stream"
 
 lakehouse_job = dg.define_asset_job(
     name=LAKEHOUSE_JOB,
     selection=dg.AssetSelection.groups("bronze", "silver", "gold") - dg.AssetSelection.assets(REPORT_KEY),
     partitions_def=daily_partitions,
     description="Bronze, silver and gold tables for a day or a range of days: one run, one Spark session.",
+    tags={WORKLOAD_TAG: WORKLOAD_BATCH},
 )
 
 daily_job = dg.define_asset_job(
@@ -31,6 +36,7 @@ daily_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("bronze", "silver", "gold"),
     partitions_def=daily_partitions,
     description="The whole chain for one day, from the raw drops to the daily sales report.",
+    tags={WORKLOAD_TAG: WORKLOAD_BATCH},
 )
 
 

@@ -11,8 +11,10 @@ import pyspark
 from dagster_pyspark import PySparkResource
 
 from techmart_assets.settings import Settings
+from techmart_assets.streaming import broker
 
 LAYERS = ("bronze", "silver", "gold")
+SPARK_POOLS = Path(__file__).with_name("spark_pools.xml")
 
 
 class MissingJarsError(RuntimeError):
@@ -45,18 +47,22 @@ def spark_jars(jars_dir: Path) -> list[str]:
     return [str(j) for j in fetched if _artifact_name(j) not in bundled]
 
 
-def use_pip_spark() -> None:
-    """Make pyspark start the Spark of the pyspark wheel, whatever SPARK_HOME the shell has.
+def use_project_spark() -> None:
+    """Make pyspark start the Spark of the pyspark wheel and this interpreter, whatever the shell has.
 
     A SPARK_HOME pointing at another Spark starts a JVM of another version than the Python side
     (`py4j ... Method ... does not exist`); the wheel's Spark is the only one this project uses.
+    Python workers (pandas UDFs, applyInPandasWithState) start `PYSPARK_PYTHON`, else the first
+    `python3` on the PATH, which lacks this environment's pandas and pyarrow; pyspark reads the
+    variable (not `spark.pyspark.python`) when the SparkContext starts.
     """
     os.environ["SPARK_HOME"] = str(Path(pyspark.__file__).parent)
+    os.environ["PYSPARK_PYTHON"] = sys.executable
 
 
 def spark_config(settings: Settings) -> dict[str, str]:
     """One SparkSession configuration for the whole project: Delta, local jars, bounded memory."""
-    use_pip_spark()
+    use_project_spark()
     return {
         "spark.master": settings.spark_master,
         "spark.app.name": "techmart-lakehouse",
@@ -74,10 +80,11 @@ def spark_config(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": f"{settings.lakehouse_root}/_spark/warehouse",
         "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
-        # Python workers (pandas UDFs, applyInPandasWithState) run this interpreter, with this
-        # environment's pandas and pyarrow, not whatever `python3` the PATH finds first.
-        "spark.pyspark.python": sys.executable,
-        "spark.pyspark.driver.python": sys.executable,
+        # Python workers start from this daemon: pyspark's, without a per-task cost of Python 3.11.
+        "spark.python.daemon.module": "techmart_assets.spark_daemon",
+        # Pools let the streaming job's fraud detection go first on a small machine (spark_pools.xml).
+        "spark.scheduler.mode": "FAIR",
+        "spark.scheduler.allocation.file": str(SPARK_POOLS),
     }
 
 
@@ -113,9 +120,19 @@ class LakehouseResource(dg.ConfigurableResource):
         return f"{self.root}/reports"
 
 
+class KafkaResource(dg.ConfigurableResource):
+    """The Kafka cluster the streaming job reads (`TECHMART_KAFKA_BOOTSTRAP`, default localhost:9092)."""
+
+    bootstrap: str
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        return broker.end_offsets(self.bootstrap, topic)
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
     settings = settings or Settings.from_env()
     return {
         "spark": build_spark_resource(settings),
         "lakehouse": LakehouseResource(root=settings.lakehouse_root),
+        "kafka": KafkaResource(bootstrap=settings.kafka_bootstrap),
     }

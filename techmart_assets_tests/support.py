@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import socket
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from dagster_pyspark import PySparkResource
@@ -71,3 +71,36 @@ def free_port_pair() -> int:
             if s.connect_ex(("localhost", port + 1)) != 0:
                 return port
     raise RuntimeError("no free port pair")
+
+
+def message(
+    n: int,
+    customer: str,
+    at: datetime,
+    amount: float = 1_500.0,
+    country: str = "Morocco",
+    city: str = "Casablanca",
+) -> dict:
+    """A transaction message as `techmart stream` sends it (the README's message format)."""
+    return {
+        "transaction_id": f"TX{n:010d}",
+        "customer_id": customer,
+        "product_id": "P000001",
+        "quantity": 1,
+        "unit_price": amount,
+        "total_amount": amount,
+        "currency": "MAD",
+        "payment_method": "credit_card",
+        "status": "completed",
+        "transaction_ts": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "channel": "web",
+        "device": "mobile",
+        "city": city,
+        "country": country,
+        "ip_address": "105.1.2.3",
+    }
+
+
+def profile(customer: str, mean: float, std: float, home: str = "Morocco", purchases: int = 20) -> tuple:
+    """A row of the customer profiles table (fraud.PROFILE_SCHEMA): no purchase at night."""
+    return (customer, home, purchases, float(mean), float(std), 0.0, date(2025, 6, 29))

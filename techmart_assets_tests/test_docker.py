@@ -18,6 +18,7 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 
+from techmart_assets.jobs import WORKLOAD_BATCH, WORKLOAD_STREAM, WORKLOAD_TAG
 from techmart_assets.settings import PROJECT_ROOT
 
 DOCKER = PROJECT_ROOT / "docker"
@@ -255,9 +256,14 @@ def test_instance_uses_postgres_and_one_run_at_a_time() -> None:
     assert classes["run_coordinator"] == "QueuedRunCoordinator"
     assert classes["run_launcher"] == "DefaultRunLauncher"
     local = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-    # The same concurrency as the local instance: one run at a time, one dbt step per pool slot.
+    # The same concurrency as the local instance: one batch run and one stream run at a time, one dbt
+    # step per pool slot.
     assert config["concurrency"] == local["concurrency"]
-    assert config["concurrency"]["runs"]["max_concurrent_runs"] == 1
+    tag_limits = config["concurrency"]["runs"]["tag_concurrency_limits"]
+    assert {t["key"] for t in tag_limits} == {WORKLOAD_TAG}
+    limits = {(t["value"], t["limit"]) for t in tag_limits}
+    assert limits == {(WORKLOAD_BATCH, 1), (WORKLOAD_STREAM, 1)}
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] == 2
     assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["telemetry"] == {"enabled": False}
 

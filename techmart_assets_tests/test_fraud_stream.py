@@ -1,40 +1,28 @@
-"""The fraud stream's parsing: a message parses, or it goes to the dead letters with its reason."""
+"""The fraud stream: parsing with dead-letter reasons, and end to end on a real broker: each scenario
+sent raises its alert in Delta and on the topic within 30 s, clean traffic raises none, a refreshed
+profile is used without a restart, and the topic lands in bronze once."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
 from pyspark.sql import SparkSession
 
-from techmart_assets.streaming import fraud
+from techmart_assets.delta import is_delta_table
+from techmart_assets.streaming import broker, fraud
+from techmart_assets.streaming.profiles import customer_profiles
+from techmart_assets.streaming.rules import FraudConfig, build_profile
+from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables
+from techmart_assets_tests.support import message, profile
 
-
-def message(
-    n: int,
-    customer: str,
-    at: datetime,
-    amount: float = 1_500.0,
-    country: str = "Morocco",
-    city: str = "Casablanca",
-) -> dict:
-    return {
-        "transaction_id": f"TX{n:010d}",
-        "customer_id": customer,
-        "product_id": "P000001",
-        "quantity": 1,
-        "unit_price": amount,
-        "total_amount": amount,
-        "currency": "MAD",
-        "payment_method": "credit_card",
-        "status": "completed",
-        "transaction_ts": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "channel": "web",
-        "device": "mobile",
-        "city": city,
-        "country": country,
-        "ip_address": "105.1.2.3",
-    }
+ALERT_WITHIN_S = 30
 
 
 def test_each_bad_message_gets_its_reason(spark: SparkSession) -> None:
@@ -58,3 +46,236 @@ def test_each_bad_message_gets_its_reason(spark: SparkSession) -> None:
     assert errors["bad_time"].startswith("transaction_ts is not an ISO-8601")
     assert errors["text_amount"].startswith("total_amount is missing, not a number")
     assert errors["negative"].startswith("total_amount is missing, not a number or not positive")
+
+
+def scenarios(base: datetime) -> tuple[list[dict], set[tuple[str, str]]]:
+    """One crafted sequence per rule (customers C1..C6) and clean traffic (C7, C8): the messages and
+    the (rule, transaction) alerts they must raise."""
+    s = timedelta(seconds=1)
+    sent = [
+        *(message(100 + i, "C1", base + 10 * i * s, amount=300) for i in range(4)),  # 4 in 30 s
+        message(200, "C2", base, amount=180),
+        message(201, "C2", base + 300 * s, amount=4_000),  # 22x the mean of 180
+        message(300, "C3", base, amount=20),
+        message(301, "C3", base + 40 * s, amount=6_000),  # small, then large 40 s later
+        message(400, "C4", base, country="France", city="Paris"),
+        message(500, "C5", base, city="Tangier"),
+        message(501, "C5", base + 600 * s, city="Agadir"),  # ~650 km in 10 minutes
+        message(600, "C6", base.replace(hour=3)),  # 03h for a customer who never buys at night
+        *(message(700 + i, "C7", base + 1_200 * i * s, amount=250) for i in range(3)),
+        message(800, "C8", base, amount=3_000),  # no profile: nothing to compare with
+    ]
+    expected = {
+        ("velocity", "TX0000000103"),
+        ("amount_spike", "TX0000000201"),
+        ("small_then_large", "TX0000000301"),
+        ("foreign_country", "TX0000000400"),
+        ("distant_cities", "TX0000000501"),
+        ("unusual_hour", "TX0000000600"),
+    }
+    return sent, expected
+
+
+PROFILES = [
+    profile("C1", 300, 100),
+    profile("C2", 180, 40),
+    profile("C3", 2_000, 1_500),
+    profile("C4", 1_500, 500),
+    profile("C5", 1_500, 500),
+    profile("C6", 1_500, 500),
+    profile("C7", 250, 50),
+]
+
+
+def send(bootstrap: str, values: list[bytes], keys: list[str]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    for key, value in zip(keys, values, strict=True):
+        producer.send(broker.TRANSACTIONS_TOPIC, key=key.encode(), value=value)
+    producer.flush()
+    producer.close()
+
+
+def send_messages(bootstrap: str, messages: list[dict]) -> None:
+    send(bootstrap, [json.dumps(m).encode() for m in messages], [m["customer_id"] for m in messages])
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> float:
+    """Poll until `condition()` is truthy; the seconds it took. Fails with `what` after `timeout`."""
+    started = time.time()
+    while time.time() - started < timeout:
+        if condition():
+            return time.time() - started
+        time.sleep(0.5)
+    pytest.fail(f"{what}: not within {timeout:.0f} s")
+
+
+@dataclass
+class Stream:
+    runner: StreamRunner
+    tables: StreamTables
+    bootstrap: str
+    base: datetime  # the scenarios' noon
+    messages: list[dict]  # the valid messages sent
+    expected: set[tuple[str, str]]  # the (rule, transaction) alerts they must raise
+    truncated: bytes  # the one bad message sent
+    sent_at: float
+
+    def rows(self, layer: str, name: str) -> list:
+        path = self.tables.table(layer, name)
+        spark = self.runner.spark
+        return spark.read.format("delta").load(path).collect() if is_delta_table(spark, path) else []
+
+
+@pytest.fixture(scope="module")
+def stream(
+    spark: SparkSession, kafka: broker.BrokerConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stream]:
+    """The streaming queries running on the module's broker, as the job runs them, until the module ends."""
+    tables = StreamTables(str(tmp_path_factory.mktemp("stream_lakehouse")))
+    spark.createDataFrame(PROFILES, fraud.PROFILE_SCHEMA).write.format("delta").save(tables.fraud.profiles)
+    options = StreamOptions(dead_letters_trigger_s=2, ingestion_trigger_s=2, live_sales_trigger_s=2)
+    runner = StreamRunner(spark, tables, kafka.bootstrap, options)
+    runner.start()
+    try:
+        # Running, with its first (empty) micro-batch behind it: what a long-running job looks like.
+        wait_for(lambda: all(q.lastProgress for q in runner.queries), 120, "the queries' first batch")
+        # The module's traffic, sent once the queries run: every scenario, clean traffic, a bad message.
+        base = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        messages, expected = scenarios(base)
+        truncated = json.dumps(message(900, "C9", base))[:40].encode()
+        send_messages(kafka.bootstrap, messages)
+        send(kafka.bootstrap, [truncated], ["C9"])
+        yield Stream(runner, tables, kafka.bootstrap, base, messages, expected, truncated, time.time())
+    finally:
+        runner.stop()
+    assert not runner.failed()
+
+
+def test_each_scenario_is_alerted_in_delta_and_on_the_topic_within_30_s(stream: Stream) -> None:
+    messages, expected, truncated = stream.messages, stream.expected, stream.truncated
+
+    def alerted() -> set[tuple[str, str]]:
+        return {(a.rule_id, a.transaction_id) for a in stream.rows("gold", "fraud_alerts")}
+
+    wait_for(lambda: alerted() >= expected, ALERT_WITHIN_S, f"alerts {expected - alerted()}")
+    elapsed = time.time() - stream.sent_at
+    assert elapsed < ALERT_WITHIN_S
+    print(f"all {len(expected)} scenarios alerted {elapsed:.1f} s after sending")
+    time.sleep(3)  # a few more batches: clean traffic must still raise nothing
+    alerts = stream.rows("gold", "fraud_alerts")
+    assert {(a.rule_id, a.transaction_id) for a in alerts} == expected
+    assert len(alerts) == len(expected)
+    for alert in alerts:
+        assert alert.explanation and 0 < alert.score <= 1
+        assert alert.detected_at >= alert.produced_at
+        assert alert.partition_date == alert.event_ts.date()
+    assert {a.alert_id for a in alerts} == {f"{tx}:{rule}" for rule, tx in expected}
+
+    consumer = KafkaConsumer(
+        broker.FRAUD_ALERTS_TOPIC,
+        bootstrap_servers=stream.bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=5_000,
+    )
+    on_topic = [json.loads(r.value) for r in consumer]
+    consumer.close()
+    assert sorted(a["alert_id"] for a in on_topic) == sorted(a.alert_id for a in alerts)
+    assert all(a["explanation"] and a["rule_id"] for a in on_topic)
+
+    wait_for(lambda: stream.rows("gold", "fraud_dead_letters"), 20, "the dead letter")
+    (dead,) = stream.rows("gold", "fraud_dead_letters")
+    assert dead.error.startswith("malformed JSON") and dead.raw_value == truncated.decode()
+
+    # Every message, good or bad, lands in bronze transactions once.
+    total = len(messages) + 1
+    wait_for(lambda: len(stream.rows("bronze", "transactions")) >= total, 30, "bronze ingestion")
+    bronze = stream.rows("bronze", "transactions")
+    assert sorted(r.transaction_id for r in bronze if r.transaction_id) == sorted(
+        m["transaction_id"] for m in messages
+    )
+    assert len(bronze) == total
+    assert not stream.runner.failed()
+
+
+def test_a_refreshed_profile_is_used_without_a_restart(stream: Stream, spark: SparkSession) -> None:
+    """C10 has no profile when the stream starts; once the batch job writes one, its spike is seen."""
+    base = datetime.now(UTC).replace(hour=13, minute=0, second=0, microsecond=0)
+    spark.createDataFrame([*PROFILES, profile("C10", 100, 20)], fraud.PROFILE_SCHEMA).write.format(
+        "delta"
+    ).mode("overwrite").save(stream.tables.fraud.profiles)
+    send_messages(stream.bootstrap, [message(1_000, "C10", base, amount=2_000)])
+    wait_for(
+        lambda: any(a.transaction_id == "TX0000001000" for a in stream.rows("gold", "fraud_alerts")),
+        ALERT_WITHIN_S,
+        "the alert on the refreshed profile",
+    )
+    (alert,) = [a for a in stream.rows("gold", "fraud_alerts") if a.transaction_id == "TX0000001000"]
+    assert alert.rule_id == "amount_spike" and "20.0x" in alert.explanation
+
+
+def test_live_sales_per_minute_are_written_once_each_minute_is_closed(stream: Stream) -> None:
+    """The module's traffic per minute of event time: a minute is written once the watermark (the
+    latest event time minus a minute) has passed its end; none is written twice."""
+    base, messages = stream.base, stream.messages
+    latest = max(m["transaction_ts"] for m in messages)  # 12:40:00
+    closed_before = datetime.fromisoformat(latest.replace("Z", "+00:00")) - timedelta(minutes=2)
+    expected: dict[datetime, list[float]] = {}
+    for m in messages:
+        at = datetime.fromisoformat(m["transaction_ts"].replace("Z", "+00:00"))
+        minute = at.replace(second=0, tzinfo=None)
+        if base.replace(tzinfo=None) <= minute <= closed_before.replace(tzinfo=None):
+            orders, units, revenue = expected.get(minute, [0, 0, 0.0])
+            expected[minute] = [orders + 1, units + m["quantity"], round(revenue + m["total_amount"], 2)]
+
+    def written() -> dict[datetime, list]:
+        return {
+            r.minute_start: [r.orders, r.units, r.revenue_mad]
+            for r in stream.rows("gold", "live_sales_by_minute")
+            if r.minute_start >= base.replace(tzinfo=None)
+        }
+
+    wait_for(lambda: set(written()) >= set(expected), 60, "the closed minutes")
+    rows = [r for r in stream.rows("gold", "live_sales_by_minute") if r.minute_start in expected]
+    assert len(rows) == len(expected)  # one row per minute (one category and channel here), once
+    assert {r.minute_start: [r.orders, r.units, r.revenue_mad] for r in rows} == expected
+    assert {(r.category, r.channel) for r in rows} == {("unknown", "web")}  # no silver products here
+    assert all(r.partition_date == r.minute_start.date() for r in rows)
+
+
+def test_customer_profiles_follow_the_rules_definition(spark: SparkSession) -> None:
+    """The Spark profiles (from silver) equal `rules.build_profile` on the same purchases."""
+    config = FraudConfig()
+    purchases = [
+        ("T1", "C1", datetime(2025, 6, 1, 10), Decimal("100.0"), "completed"),
+        ("T2", "C1", datetime(2025, 6, 2, 2), Decimal("300.0"), "completed"),  # at night
+        ("T3", "C1", datetime(2025, 6, 3, 15), Decimal("200.0"), "completed"),
+        ("T4", "C1", datetime(2025, 6, 4, 15), Decimal("9000.0"), "cancelled"),  # not a purchase
+        ("T5", "C1", datetime(2025, 7, 1, 15), Decimal("9000.0"), "completed"),  # after as_of
+        ("T6", "C2", datetime(2025, 6, 1, 12), Decimal("50.0"), "completed"),
+    ]
+    transactions = spark.createDataFrame(
+        purchases,
+        "transaction_id string, customer_id string, transaction_ts timestamp, "
+        "total_amount decimal(12,2), status string",
+    )
+    customers = spark.createDataFrame(
+        [("C1", "France", False), ("C1", "Morocco", True), ("C2", "Morocco", True), ("C3", "Spain", True)],
+        "customer_id string, country string, is_current boolean",
+    )
+    as_of = datetime(2025, 6, 30).date()
+    built = {r.customer_id: r for r in customer_profiles(transactions, customers, as_of, config).collect()}
+    assert set(built) == {"C1", "C2", "C3"}
+    for customer, home in (("C1", "Morocco"), ("C2", "Morocco"), ("C3", "Spain")):
+        history = [
+            (float(amount), ts.replace(tzinfo=UTC).timestamp())
+            for _, c, ts, amount, status in purchases
+            if c == customer and status == "completed" and ts.date() <= as_of
+        ]
+        want = build_profile(customer, home, history, config)
+        got = built[customer]
+        assert (got.home_country, got.purchases) == (want.home_country, want.purchases)
+        assert got.mean_amount == pytest.approx(want.mean_amount)
+        assert got.std_amount == pytest.approx(want.std_amount)
+        assert got.night_share == pytest.approx(want.night_share)
+        assert got.as_of == as_of
+    assert built["C1"].night_share == pytest.approx(1 / 3)

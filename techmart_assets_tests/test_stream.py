@@ -4,7 +4,7 @@ customer, in the documented format, and the labels name fraud rows that were sen
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,14 +15,16 @@ from techmart_assets.streaming import broker, producer
 from techmart_assets_tests.support import free_port_pair
 
 
-def test_the_plan_is_the_generators_day_ending_now_with_its_fraud_labels() -> None:
+def test_the_plan_is_the_generators_day_moved_to_today_with_its_fraud_labels() -> None:
     now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
     planned = producer.plan(800, fraud_rate=0.01, now=now)
     assert len(planned.messages) == 800
     times = [m["transaction_ts"] for m in planned.messages]
     assert times == sorted(times)
-    first, last = (datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (times[0], times[-1]))
-    assert now - timedelta(days=1) <= first and last <= now
+    assert {t[:10] for t in times} == {"2026-01-15"}
+    # Whole days: each sale keeps its generated time of day.
+    generated = producer.plan(800, fraud_rate=0.01, now=datetime(2025, 6, 30, tzinfo=UTC))
+    assert [t[10:] for t in times] == [m["transaction_ts"][10:] for m in generated.messages]
     ids = {m["transaction_id"] for m in planned.messages}
     assert planned.labels and all(label["record_id"] in ids for label in planned.labels)
     assert {label["category"] for label in planned.labels} == {"fraud"}

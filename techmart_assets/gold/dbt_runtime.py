@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyspark
 
-from techmart_assets.resources import spark_jars, use_pip_spark
+from techmart_assets.resources import spark_jars, use_project_spark
 from techmart_assets.settings import PROJECT_ROOT, Settings
 
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -27,7 +27,7 @@ DBT_DRIVER_MEMORY = "1g"
 
 def dbt_environment(settings: Settings, lakehouse_root: str | None = None) -> dict[str, str]:
     """The variables `profiles.yml` reads: dbt's Spark configured like the project's own."""
-    use_pip_spark()
+    use_project_spark()
     return {
         "SPARK_HOME": os.environ["SPARK_HOME"],
         "TECHMART_LAKEHOUSE": lakehouse_root or settings.lakehouse_root,

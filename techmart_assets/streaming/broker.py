@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -263,3 +263,29 @@ def ensure_topics(bootstrap: str, topics: dict[str, int] | None = None) -> list[
         return [t.name for t in wanted]
     finally:
         admin.close()
+
+
+def end_offsets(bootstrap: str, topic: str, timeout: float = 5.0) -> dict[int, int]:
+    """The next offset to be written in each partition of `topic` (its size, on a topic never trimmed).
+
+    Raises BrokerError when no broker answers or the topic does not exist.
+    """
+    try:
+        consumer = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            client_id="techmart-probe",
+            request_timeout_ms=int(timeout * 1000) + 1000,
+            bootstrap_timeout_ms=int(timeout * 1000),
+        )
+    except KafkaError as error:
+        raise BrokerError(f"no Kafka broker answers at {bootstrap} ({error})") from error
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise BrokerError(f"topic {topic!r} does not exist on {bootstrap}")
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    except KafkaError as error:
+        raise BrokerError(f"could not read the offsets of {topic!r} at {bootstrap} ({error})") from error
+    finally:
+        consumer.close()

@@ -2,10 +2,11 @@
 
 The traffic is the data generator's: one generated day of sales (with its fraud scenarios: velocity
 bursts, amount spikes, small-then-large, foreign country, distant cities, night time, and no dirty
-rows), sent in event-time order at `--rate` messages per second for `--duration` seconds. Event
-times keep the generated spacing, shifted so the day ends now, so rules over event time (a minute,
-a customer's usual hour) see what the generator meant. What was injected is written to a labels
-file (the generator's `labels.csv` columns) for scoring detectors.
+rows), sent in event-time order at `--rate` messages per second for `--duration` seconds. The
+generated day is moved to today by whole days, so event times keep their spacing and their hour of
+day, and rules over event time (a minute, a customer's usual hour) see what the generator meant.
+What was injected is written to a labels file (the generator's `labels.csv` columns) for scoring
+detectors.
 
 Message format (one JSON object per message, UTF-8, key = customer_id):
     transaction_id, customer_id, product_id: strings
@@ -36,6 +37,7 @@ from techmart_assets.streaming.broker import TRANSACTIONS_TOPIC, BrokerError
 log = logging.getLogger(__name__)
 INTEGERS = ("quantity",)
 NUMBERS = ("unit_price", "total_amount")
+PLAN_DAY = date(2025, 6, 30)  # any ordinary day: its sales are replayed as today's
 LABEL_HEADER = ["category", "kind", "source", "partition_date", "record_id", "detail"]
 
 
@@ -67,14 +69,14 @@ def to_message(row: dict[str, str], shift: timedelta) -> dict[str, object]:
 def plan(
     count: int,
     *,
-    seed: int = 7,
+    seed: int = GeneratorConfig.seed,  # the reference data set's: its customers and products
     fraud_rate: float = 0.002,
     customers: int = 5_000,
     now: datetime | None = None,
 ) -> StreamPlan:
-    """`count` generated sales of one day, in event-time order, the day shifted to end at `now`."""
+    """`count` generated sales of one day, in event-time order, moved to `now`'s day (UTC)."""
     now = now or datetime.now(UTC)
-    day = date(2025, 6, 30)  # any ordinary day; only the spacing of its events is kept
+    day = PLAN_DAY
     config = GeneratorConfig(
         seed=seed,
         start=day,
@@ -95,7 +97,7 @@ def plan(
                 rows.extend(csv.DictReader(f))
         with open(Path(tmp) / LABELS_FILE, newline="", encoding="utf-8") as f:
             labels = [r for r in csv.DictReader(f) if r["category"] == "fraud"]
-    shift = now - datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(days=1)
+    shift = timedelta(days=(now.astimezone(UTC).date() - day).days)
     messages = sorted(
         (to_message(r, shift) for r in rows), key=lambda m: (m["transaction_ts"], m["transaction_id"])
     )

@@ -1,0 +1,36 @@
+"""Spark's Python worker daemon (`pyspark.daemon`), with one fix for Python 3.11.
+
+Before every task a Spark Python worker calls `importlib.invalidate_caches()`. On Python 3.11 that
+makes every zip importer on `sys.path` read its archive's whole directory again; Spark puts its own
+`spark-core` jar (thousands of entries) on that path, so each task of a pandas UDF or of
+`applyInPandasWithState` spent about a second in it: most of a streaming micro-batch. Python 3.12
+made this lazy (CPython gh-103200). Here an importer re-reads its archive only when the file
+changed (size or modification time), which keeps the cache correct and the task fast.
+
+Spark starts it instead of `pyspark.daemon` through `spark.python.daemon.module` (resources.py).
+"""
+
+import os
+import zipimport
+
+from pyspark import daemon
+
+_reread_directory = zipimport.zipimporter.invalidate_caches
+
+
+def _invalidate_if_changed(self: zipimport.zipimporter) -> None:
+    try:
+        stat = os.stat(self.archive)
+        signature = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        signature = None
+    if signature is not None and getattr(self, "_techmart_signature", None) == signature:
+        return
+    _reread_directory(self)
+    self._techmart_signature = signature
+
+
+zipimport.zipimporter.invalidate_caches = _invalidate_if_changed
+
+if __name__ == "__main__":
+    daemon.manager()

@@ -1,0 +1,1 @@
+"""Streaming: the Kafka broker, the live producer, the fraud rules and the long-running streaming job."""

@@ -1,0 +1,100 @@
+"""The streaming side in the asset graph.
+
+- `gold/customer_profiles`: a Spark asset, refreshed with the daily build, that the fraud stream joins
+  (it reads the latest version every micro-batch, so a refresh needs no restart).
+- `gold/fraud_alerts`, `gold/fraud_dead_letters`, `gold/live_sales_by_minute`: Delta tables written
+  continuously by the long-running `fraud_stream` job, not by a materialization. They are external
+  assets: the `fraud_stream_sensor` records what the stream committed as their materializations, so
+  they show in the UI with counts and can trigger downstream assets. The tables are partitioned by
+  the event's day in Delta; the assets are not partitioned, because the stream writes today, a day
+  the daily partitions (which end yesterday) do not hold yet.
+"""
+
+import dagster as dg
+from dagster_pyspark import PySparkResource
+
+from techmart_assets import metadata as md
+from techmart_assets.delta import last_commit
+from techmart_assets.partitions import daily_partitions, run_days
+from techmart_assets.resources import LakehouseResource
+from techmart_assets.streaming.profiles import customer_profiles as build_profiles
+
+PROFILES_KEY = dg.AssetKey(["gold", "customer_profiles"])
+ALERTS_KEY = dg.AssetKey(["gold", "fraud_alerts"])
+DEAD_LETTERS_KEY = dg.AssetKey(["gold", "fraud_dead_letters"])
+LIVE_SALES_KEY = dg.AssetKey(["gold", "live_sales_by_minute"])
+STREAMING_GROUP = "streaming"
+
+
+@dg.asset(
+    key=PROFILES_KEY,
+    deps=[dg.AssetKey(["silver", "transactions"]), dg.AssetKey(["silver", "customers"])],
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="gold",
+    kinds={"spark", "delta"},
+    description=(
+        "What the fraud rules know of each current customer as of the partition's day: home country, "
+        "completed purchases, their mean and spread, and the share bought at night. Replaced whole "
+        "by each materialization; the fraud stream picks up the new version without a restart."
+    ),
+)
+def customer_profiles(
+    context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
+) -> dg.MaterializeResult:
+    session = spark.spark_session
+    as_of = run_days(context)[-1]
+    read = session.read.format("delta").load
+    frame = build_profiles(
+        read(lakehouse.table_path("silver", "transactions")),
+        read(lakehouse.table_path("silver", "customers")),
+        as_of,
+    )
+    path = lakehouse.table_path("gold", "customer_profiles")
+    frame.coalesce(1).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
+    written = session.read.format("delta").load(path)
+    with_history = written.where("purchases > 0").count()
+    total = written.count()
+    context.log.info(f"{total} customer profiles as of {as_of}, {with_history} with purchase history")
+    return dg.MaterializeResult(
+        metadata={
+            "as_of": str(as_of),
+            "dagster/row_count": total,
+            "customers_with_history": with_history,
+            "preview": md.preview(written.orderBy("customer_id")),
+            **md.commit_metadata(path, last_commit(session, path)),
+        }
+    )
+
+
+def _stream_table(key: dg.AssetKey, description: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        key=key,
+        description=description + " Written continuously by the `fraud_stream` job.",
+        deps=deps,
+        group_name=STREAMING_GROUP,
+        kinds={"kafka", "spark", "delta"},
+        metadata={"delta_partitioned_by": "partition_date (the event's day)"},
+    )
+
+
+fraud_alerts = _stream_table(
+    ALERTS_KEY,
+    "One row per alert: rule, score, explanation, the transaction, event time, when Kafka received it "
+    "and when it was detected. Also sent to the `fraud-alerts` topic.",
+    [PROFILES_KEY],
+)
+fraud_dead_letters = _stream_table(
+    DEAD_LETTERS_KEY,
+    "Messages on `transactions` that could not be used (not JSON, a missing key, a bad value), with the "
+    "raw message and the reason.",
+    [],
+)
+live_sales_by_minute = _stream_table(
+    LIVE_SALES_KEY,
+    "Completed sales per minute of event time by category and channel (orders, units, revenue), a "
+    "watermarked streaming aggregate: a minute is written once no event for it can still arrive.",
+    [dg.AssetKey(["silver", "products"])],
+)
+
+streaming_assets = [customer_profiles, fraud_alerts, fraud_dead_letters, live_sales_by_minute]

@@ -1,0 +1,233 @@
+"""The `fraud_stream` job and the sensor that keeps it running and reports what it does.
+
+The job is one long run: it starts the streaming queries (runner.py) and keeps them running until the
+run is terminated (a clean stop: each query finishes its micro-batch first) or `duration_s` is over.
+A run per sensor tick could not alert within seconds; the sensor only starts the job when it is not
+running and the topic has messages it has not read, and otherwise watches it:
+
+- health: the heartbeat the job writes every few seconds (age, each query's last batch) and the
+  consumer lag (messages on the topic the detection query has not read yet), logged every tick;
+- results: each new Delta version of `fraud_alerts`, `fraud_dead_letters` and `live_sales_by_minute`
+  becomes a materialization of that asset, with the rows it added, so alerts appear in the UI and
+  can trigger downstream assets.
+
+The sensor reads Delta with the `deltalake` library and Kafka with kafka-python: no Spark in the
+daemon.
+"""
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+from dagster_pyspark import PySparkResource
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
+
+from techmart_assets import metadata as md
+from techmart_assets.delta import PARTITION_COLUMN
+from techmart_assets.jobs import WORKLOAD_STREAM, WORKLOAD_TAG
+from techmart_assets.resources import KafkaResource, LakehouseResource
+from techmart_assets.streaming.assets import ALERTS_KEY, DEAD_LETTERS_KEY, LIVE_SALES_KEY
+from techmart_assets.streaming.broker import TRANSACTIONS_TOPIC, BrokerError
+from techmart_assets.streaming.fraud import DETECTION_QUERY
+from techmart_assets.streaming.rules import FraudConfig
+from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables, describe
+
+FRAUD_JOB = "fraud_stream"
+STALE_HEARTBEAT_S = 60
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+class FraudStreamConfig(dg.Config):
+    duration_s: float = 0.0  # 0: until the run is terminated
+    detection_trigger_s: float = 1.0
+    ingestion: bool = True  # land the topic in bronze transactions too
+    live_sales: bool = True  # the per-minute sales aggregate
+
+
+@dg.op(
+    description="Runs the fraud detection, dead-letter, bronze ingestion and per-minute sales queries on "
+    "the `transactions` topic until the run is terminated.",
+    tags={"kind": "spark"},
+)
+def run_streaming_queries(
+    context: dg.OpExecutionContext,
+    config: FraudStreamConfig,
+    spark: PySparkResource,
+    lakehouse: LakehouseResource,
+    kafka: KafkaResource,
+) -> None:
+    options = StreamOptions(
+        detection_trigger_s=config.detection_trigger_s,
+        ingestion=config.ingestion,
+        live_sales=config.live_sales,
+        fraud=FraudConfig(),
+    )
+    runner = StreamRunner(
+        spark.spark_session, StreamTables(lakehouse.root), kafka.bootstrap, options, context.log.info
+    )
+    # Terminating the run interrupts this op; the runner's own `finally` stops the queries cleanly.
+    runner.run(duration_s=config.duration_s or None)
+
+
+@dg.job(
+    name=FRAUD_JOB,
+    description="The long-running streaming job: fraud alerts within seconds, bronze ingestion and live "
+    "sales from the `transactions` topic. Started and watched by `fraud_stream_sensor`.",
+    tags={WORKLOAD_TAG: WORKLOAD_STREAM},
+)
+def fraud_stream_job() -> None:
+    run_streaming_queries()
+
+
+def read_health(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def consumer_lag(
+    end_offsets: dict[int, int], health: dict | None, query: str = DETECTION_QUERY
+) -> int | None:
+    """Messages on the topic that `query` has not read yet, from its last progress; None if unknown."""
+    if health is None:
+        return None
+    for q in health.get("queries", []):
+        if q["name"] == query:
+            read = (q.get("end_offset") or {}).get(TRANSACTIONS_TOPIC)
+            if read is None:
+                return None
+            return sum(max(0, end - int(read.get(str(p), 0))) for p, end in end_offsets.items())
+    return None
+
+
+def heartbeat_age_s(health: dict | None, now: float | None = None) -> float | None:
+    if health is None:
+        return None
+    beat = datetime.fromisoformat(health["heartbeat"]).timestamp()
+    return round((now or time.time()) - beat, 1)
+
+
+@dataclass(frozen=True)
+class TableChange:
+    version: int
+    added_rows: int
+    total_rows: int
+    rows_by_day: dict[str, int]
+
+
+def table_change(path: str, since: int | None) -> TableChange | None:
+    """What the Delta table at `path` gained after version `since`; None if it is unchanged or absent."""
+    try:
+        table = DeltaTable(path)
+    except TableNotFoundError:
+        return None
+    version = table.version()
+    if since is not None and version <= since:
+        return None
+    added = sum(
+        int((entry.get("operationMetrics") or {}).get("numOutputRows", 0))
+        for entry in table.history(version - (since if since is not None else -1))
+        if entry["version"] > (since if since is not None else -1)
+    )
+    by_day: dict[str, int] = {}
+    for f in pa.table(table.get_add_actions(flatten=True)).to_pylist():
+        day = str(f.get(f"partition.{PARTITION_COLUMN}"))
+        by_day[day] = by_day.get(day, 0) + int(f["num_records"] or 0)
+    return TableChange(version, added, sum(by_day.values()), dict(sorted(by_day.items())[-7:]))
+
+
+STREAM_TABLES = {
+    ALERTS_KEY: "fraud_alerts",
+    DEAD_LETTERS_KEY: "fraud_dead_letters",
+    LIVE_SALES_KEY: "live_sales_by_minute",
+}
+
+
+def stream_table_events(tables: StreamTables, cursor: dict[str, int]) -> list[dg.AssetMaterialization]:
+    """A materialization for each stream table with new Delta versions since the cursor (updated)."""
+    events = []
+    for key, name in STREAM_TABLES.items():
+        path = tables.table("gold", name)
+        change = table_change(path, cursor.get(name))
+        if change is None:
+            continue
+        cursor[name] = change.version
+        events.append(
+            dg.AssetMaterialization(
+                asset_key=key,
+                description=f"{change.added_rows} new rows (Delta version {change.version})",
+                metadata={
+                    "new_rows": change.added_rows,
+                    "dagster/row_count": change.total_rows,
+                    "delta_version": change.version,
+                    "table_path": dg.MetadataValue.path(path),
+                    "rows_by_day": dg.MetadataValue.md(
+                        md.markdown_table(
+                            [{"day": d, "rows": n} for d, n in change.rows_by_day.items()], ["day", "rows"]
+                        )
+                    ),
+                },
+            )
+        )
+    return events
+
+
+@dg.sensor(
+    job=fraud_stream_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Starts `fraud_stream` when it is not running and `transactions` has unread messages; "
+    "logs its heartbeat and consumer lag; records new alerts, dead letters and live sales as "
+    "materializations of their assets.",
+)
+def fraud_stream_sensor(
+    context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, kafka: KafkaResource
+) -> dg.SensorResult:
+    tables = StreamTables(lakehouse.root)
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    events = stream_table_events(tables, cursor)
+    new_cursor = json.dumps(cursor, sort_keys=True)
+
+    def skip(reason: str) -> dg.SensorResult:
+        context.log.info(reason)
+        return dg.SensorResult(skip_reason=reason, asset_events=events, cursor=new_cursor)
+
+    try:
+        ends = kafka.end_offsets(TRANSACTIONS_TOPIC)
+    except BrokerError as error:
+        return skip(f"Kafka is not reachable, nothing started: {error}")
+    health = read_health(tables.health_file)
+    lag = consumer_lag(ends, health)
+    age = heartbeat_age_s(health)
+    running = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=FRAUD_JOB, statuses=IN_PROGRESS), limit=1
+    )
+    if running:
+        state = f"{FRAUD_JOB} run {running[0].run_id[:8]} is {running[0].status.value.lower()}"
+        if age is not None and age > STALE_HEARTBEAT_S:
+            context.log.warning(f"{state} but its last heartbeat is {age:.0f} s old (lag {lag} messages)")
+        return skip(
+            f"{state}; heartbeat {age} s ago, consumer lag {lag} messages; "
+            + (describe(health) if health else "no heartbeat yet")
+        )
+    if sum(ends.values()) == 0:
+        return skip(f"no message on {TRANSACTIONS_TOPIC!r} yet: nothing to run")
+    if lag == 0:
+        return skip(f"{FRAUD_JOB} is not running and every message on {TRANSACTIONS_TOPIC!r} was read")
+    context.log.info(f"starting {FRAUD_JOB}: {lag if lag is not None else 'unknown'} unread messages")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(tags={"techmart/unread_messages": str(lag)})],
+        asset_events=events,
+        cursor=new_cursor,
+    )

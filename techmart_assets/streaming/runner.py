@@ -1,0 +1,232 @@
+"""The long-running streaming job: every query on the `transactions` topic, started, watched and stopped
+together. `techmart fraud run` and the Dagster `fraud_stream` job run this same code.
+
+Queries (each with its checkpoint under `<lakehouse>/checkpoints/`):
+- `fraud_detection` and `fraud_dead_letters` (fraud.py): alerts in seconds, bad messages kept;
+- `bronze_ingestion` (ingestion.py): the topic into bronze transactions, exactly once;
+- `live_sales_by_minute` (live_sales.py): the watermarked per-minute sales aggregate.
+
+While running, a heartbeat file (`checkpoints/stream_health.json`) is rewritten every few seconds with
+each query's last progress: the sensor reads it to report health and consumer lag without Spark.
+A clean stop lets each query finish the micro-batch it is in (its commit), then stops it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+from pyspark.sql.streaming import StreamingQuery
+
+from techmart_assets.streaming import fraud
+from techmart_assets.streaming.ingestion import start_ingestion
+from techmart_assets.streaming.live_sales import product_categories, start_live_sales
+from techmart_assets.streaming.rules import FraudConfig
+
+log = logging.getLogger(__name__)
+HEALTH_FILE = "stream_health.json"
+POOL = "spark.scheduler.pool"  # the pools are in techmart_assets/spark_pools.xml
+FRAUD_POOL = "fraud"
+BACKGROUND_POOL = "background"
+
+
+class StreamFailedError(RuntimeError):
+    """A streaming query stopped with an error; the others were stopped cleanly."""
+
+
+@dataclass(frozen=True)
+class StreamTables:
+    """Where the streaming queries read and write, all under one lakehouse root."""
+
+    root: str
+
+    def table(self, layer: str, name: str) -> str:
+        return f"{self.root}/{layer}/{name}"
+
+    @property
+    def checkpoints(self) -> str:
+        return f"{self.root}/checkpoints"
+
+    @property
+    def health_file(self) -> Path:
+        return Path(self.checkpoints) / HEALTH_FILE
+
+    @property
+    def fraud(self) -> fraud.StreamPaths:
+        return fraud.StreamPaths(
+            alerts=self.table("gold", "fraud_alerts"),
+            dead_letters=self.table("gold", "fraud_dead_letters"),
+            profiles=self.table("gold", "customer_profiles"),
+            checkpoints=f"{self.checkpoints}/fraud",
+        )
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    detection_trigger_s: float = 1.0
+    # The other queries run less often: each batch has a fixed cost that detection would wait for.
+    dead_letters_trigger_s: float = 30.0
+    ingestion_trigger_s: float = 30.0
+    live_sales_trigger_s: float = 30.0
+    heartbeat_s: float = 5.0
+    ingestion: bool = True
+    live_sales: bool = True
+    fraud: FraudConfig = field(default_factory=FraudConfig)
+
+
+def progress_summary(query: StreamingQuery) -> dict[str, object]:
+    """What a person (or the sensor) needs of a query's last progress, JSON-ready."""
+    progress = query.lastProgress or {}
+    sources = progress.get("sources") or [{}]
+    exception = query.exception() if not query.isActive else None
+    return {
+        "name": query.name,
+        "active": query.isActive,
+        "error": str(exception.desc if hasattr(exception, "desc") else exception) if exception else None,
+        "batch_id": progress.get("batchId"),
+        "batch_time": progress.get("timestamp"),
+        "input_rows": progress.get("numInputRows", 0),
+        "input_rows_per_s": round(float(progress.get("inputRowsPerSecond") or 0.0), 1),
+        "processed_rows_per_s": round(float(progress.get("processedRowsPerSecond") or 0.0), 1),
+        "batch_duration_ms": (progress.get("durationMs") or {}).get("triggerExecution"),
+        # {"transactions": {"0": 123, ...}}: the next offset to read per partition
+        "end_offset": _offsets(sources[0].get("endOffset")),
+    }
+
+
+def _offsets(value: object) -> dict[str, dict[str, int]] | None:
+    if isinstance(value, str):  # pyspark hands the Kafka offsets over as a JSON string
+        value = json.loads(value)
+    return value if isinstance(value, dict) else None
+
+
+class StreamRunner:
+    def __init__(
+        self,
+        spark: SparkSession,
+        tables: StreamTables,
+        bootstrap: str,
+        options: StreamOptions | None = None,
+        log_info: Callable[[str], None] = log.info,
+    ) -> None:
+        self.spark = spark
+        self.tables = tables
+        self.bootstrap = bootstrap
+        self.options = options or StreamOptions()
+        self.log_info = log_info
+        self.queries: list[StreamingQuery] = []
+
+    def start(self) -> list[StreamingQuery]:
+        options, tables = self.options, self.tables
+        parsed = fraud.parse(fraud.read_transactions(self.spark, self.bootstrap))
+        # A query runs its batches in the scheduler pool that was set when it started.
+        context = self.spark.sparkContext
+        context.setLocalProperty(POOL, FRAUD_POOL)
+        self.queries = fraud.start(
+            self.spark,
+            tables.fraud,
+            self.bootstrap,
+            options.fraud,
+            options.detection_trigger_s,
+            parsed,
+            options.dead_letters_trigger_s,
+        )
+        context.setLocalProperty(POOL, BACKGROUND_POOL)
+        if options.ingestion:
+            self.queries.append(
+                start_ingestion(
+                    self.spark,
+                    tables.table("bronze", "transactions"),
+                    f"{tables.checkpoints}/ingestion",
+                    self.bootstrap,
+                    options.ingestion_trigger_s,
+                )
+            )
+        if options.live_sales:
+            state_partitions = {"spark.sql.shuffle.partitions": str(fraud.STATE_PARTITIONS)}
+            with fraud.query_settings(self.spark, state_partitions):
+                self.queries.append(
+                    start_live_sales(
+                        parsed,
+                        product_categories(self.spark, tables.table("silver", "products")),
+                        tables.table("gold", "live_sales_by_minute"),
+                        f"{tables.checkpoints}/live_sales",
+                        options.live_sales_trigger_s,
+                    )
+                )
+        context.setLocalProperty(POOL, None)
+        self.log_info(f"started {', '.join(q.name for q in self.queries)} on {self.bootstrap}")
+        return self.queries
+
+    def health(self) -> dict[str, object]:
+        return {
+            "heartbeat": datetime.now(UTC).isoformat(timespec="seconds"),
+            "pid": os.getpid(),
+            "bootstrap": self.bootstrap,
+            "queries": [progress_summary(q) for q in self.queries],
+        }
+
+    def write_heartbeat(self) -> dict[str, object]:
+        health = self.health()
+        path = self.tables.health_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps(health, indent=1))
+        partial.replace(path)  # readers never see a half-written file
+        return health
+
+    def failed(self) -> list[StreamingQuery]:
+        return [q for q in self.queries if not q.isActive and q.exception() is not None]
+
+    def stop(self, timeout_s: float = 60.0) -> None:
+        """Let each query finish (and commit) the micro-batch it is in, then stop it."""
+        for query in self.queries:
+            deadline = time.monotonic() + timeout_s
+            while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
+                time.sleep(0.1)
+            query.stop()
+        if self.queries:
+            self.write_heartbeat()
+            self.log_info(f"stopped {', '.join(q.name for q in self.queries)}")
+
+    def run(self, should_stop: Callable[[], bool] = lambda: False, duration_s: float | None = None) -> None:
+        """Start, then keep the queries running and the heartbeat fresh until `should_stop()`, the
+        duration is over, or a query fails (`StreamFailedError`, the others stopped cleanly)."""
+        started = time.monotonic()
+
+        def done() -> bool:
+            return should_stop() or (duration_s is not None and time.monotonic() - started >= duration_s)
+
+        try:
+            self.start()  # inside: queries started before a failing one are stopped too
+            while not done():
+                beat = time.monotonic() + self.options.heartbeat_s
+                while time.monotonic() < beat and not done() and not self.failed():
+                    time.sleep(0.2)
+                health = self.write_heartbeat()
+                if failed := self.failed():
+                    raise StreamFailedError(
+                        "; ".join(f"{q.name}: {progress_summary(q)['error']}" for q in failed)
+                    )
+                self.log_info(describe(health))
+        finally:
+            self.stop()
+
+
+def describe(health: dict[str, object]) -> str:
+    """One log line: each query's last batch, its rows and rate."""
+    parts = []
+    for q in health["queries"]:
+        state = "running" if q["active"] else "stopped"
+        parts.append(
+            f"{q['name']} {state} batch {q['batch_id']}: {q['input_rows']} rows, "
+            f"{q['processed_rows_per_s']}/s, {q['batch_duration_ms']} ms"
+        )
+    return "; ".join(parts)
