@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import uuid
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,10 @@ def test_a_taken_port_is_a_clear_error(config: broker.BrokerConfig) -> None:
         with pytest.raises(broker.BrokerError, match="already in use"):
             broker.start(config)
     assert broker.running_pid(config) is None
+
+
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool reads `-t -Xyz…` as an option: such an id is drawn again, as Kafka does."""
+    drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x10" + bytes(15))])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(drawn))
+    assert broker.new_cluster_id() == "EAAAAAAAAAAAAAAAAAAAAA"  # the second draw; the first was "-AAA…"

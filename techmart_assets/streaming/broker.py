@@ -141,6 +141,18 @@ def _java(config: BrokerConfig, main: str, *args: str) -> list[str]:
     ]
 
 
+def new_cluster_id() -> str:
+    """A random cluster id as `kafka-storage random-uuid` makes it: a UUID in URL-safe base64.
+
+    Like Kafka's own `Uuid.randomUuid`, never one starting with "-": the storage tool would read it
+    as an option and refuse to format (1 start in 64 failed that way).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def running_pid(config: BrokerConfig) -> int | None:
     """The pid of the broker this project started, if that process is still alive."""
     try:
@@ -196,7 +208,7 @@ def start(config: BrokerConfig, timeout: float = 90.0) -> int:
     properties.write_text(config.server_properties())
     (config.home / "log4j2.properties").write_text(LOG4J2)
     if not (config.data_dir / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = new_cluster_id()
         subprocess.run(
             _java(config, STORAGE_TOOL, "format", "-t", cluster_id, "-c", str(properties)),
             check=True,
