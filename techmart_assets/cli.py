@@ -184,7 +184,7 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
         tables = StreamTables(settings.lakehouse_root)
         # What the sensor does on its ticks when the daemon runs: the new rows as materializations.
         for event in stream_table_events(tables, {}):
-            instance.report_runtime_event(event)
+            instance.report_runless_asset_event(event)
         spark = spark_session_from_config(spark_config(settings))
         try:
             alerts = spark.read.format("delta").load(tables.fraud.alerts).collect()
