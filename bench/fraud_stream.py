@@ -42,18 +42,10 @@ from techmart_assets.generator import GeneratorConfig, generate
 from techmart_assets.resources import spark_config
 from techmart_assets.settings import Settings
 from techmart_assets.streaming import broker, fraud, producer
-from techmart_assets.streaming.rules import FraudConfig, build_profile
+from techmart_assets.streaming.rules import SCENARIO_RULES, FraudConfig, build_profile
 from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables, progress_summary
 from techmart_assets_tests.support import free_port_pair
 
-KIND_RULE = {
-    "velocity_burst": "velocity",
-    "amount_spike": "amount_spike",
-    "small_then_large": "small_then_large",
-    "foreign_country": "foreign_country",
-    "distant_cities": "distant_cities",
-    "night_time": "unusual_hour",
-}
 HISTORY_RULES = {"amount_spike", "unusual_hour"}
 
 
@@ -181,7 +173,7 @@ def run_rate(
     for label in planned.labels:
         scenarios[label["kind"], label["detail"].split(";")[0]].append(label["record_id"])
     found = Counter(
-        kind for (kind, _), ids in scenarios.items() if any(KIND_RULE[kind] in fired[i] for i in ids)
+        kind for (kind, _), ids in scenarios.items() if any(SCENARIO_RULES[kind] in fired[i] for i in ids)
     )
     total = Counter(kind for kind, _ in scenarios)
     fraud_ids = {label["record_id"] for label in planned.labels}

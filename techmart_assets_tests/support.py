@@ -80,6 +80,7 @@ def message(
     amount: float = 1_500.0,
     country: str = "Morocco",
     city: str = "Casablanca",
+    **changes: object,
 ) -> dict:
     """A transaction message as `techmart stream` sends it (the README's message format)."""
     return {
@@ -98,6 +99,7 @@ def message(
         "city": city,
         "country": country,
         "ip_address": "105.1.2.3",
+        **changes,
     }
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime
 
 from techmart_assets.generator import GeneratorConfig, generate
 from techmart_assets.streaming.rules import (
+    SCENARIO_RULES,
     CustomerState,
     FraudConfig,
     Profile,
@@ -94,16 +95,6 @@ def read_csv(path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-KIND_RULE = {
-    "velocity_burst": "velocity",
-    "amount_spike": "amount_spike",
-    "small_then_large": "small_then_large",
-    "foreign_country": "foreign_country",
-    "distant_cities": "distant_cities",
-    "night_time": "unusual_hour",
-}
-
-
 def test_the_rules_find_the_generators_scenarios_and_little_else(tmp_path) -> None:
     """Five months of generated history make the profiles; the sixth month is replayed through the
     rules in event-time order, as the stream would see it."""
@@ -163,10 +154,10 @@ def test_the_rules_find_the_generators_scenarios_and_little_else(tmp_path) -> No
         if label["record_id"] in replayed:
             scenarios[label["kind"], label["detail"].split(";")[0]].append(label["record_id"])
     found = Counter(
-        kind for (kind, _), ids in scenarios.items() if any(KIND_RULE[kind] in fired[i] for i in ids)
+        kind for (kind, _), ids in scenarios.items() if any(SCENARIO_RULES[kind] in fired[i] for i in ids)
     )
     total = Counter(kind for kind, _ in scenarios)
-    assert set(total) == set(KIND_RULE)
+    assert set(total) == set(SCENARIO_RULES)
     assert sum(found.values()) / sum(total.values()) >= 0.95, (found, total)
     assert all(found[kind] / total[kind] >= 0.7 for kind in total), (found, total)
     # On clean sales, only the history-based rules may fire (a first night purchase, a first big

@@ -29,6 +29,7 @@ from techmart_assets.silver.transactions import build_transactions
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming import broker
 from techmart_assets.streaming.ingestion import INGESTION_QUERY, source_marker, start_ingestion, to_bronze
+from techmart_assets_tests import support
 from techmart_assets_tests.support import COUPON_FROM, drop_rows, lakehouse_resources
 
 TOPIC = broker.TRANSACTIONS_TOPIC
@@ -36,24 +37,21 @@ STREAMED = f"NOT ({FROM_DROP_FILES})"
 
 
 def message(transaction_id: str, at: datetime, customer: str = "C1", **changes: object) -> dict:
-    return {
-        "transaction_id": transaction_id,
-        "customer_id": customer,
-        "product_id": "P1",
-        "quantity": 2,
-        "unit_price": 249.99,
-        "total_amount": 499.98,
-        "currency": "MAD",
-        "payment_method": "credit_card",
-        "status": "completed",
-        "transaction_ts": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "channel": "web",
-        "device": "mobile",
-        "city": "Rabat",
-        "country": "Morocco",
-        "ip_address": "105.1.2.3",
-        **changes,
-    }
+    """support.message with this module's values: two units of P1 bought in Rabat."""
+    return support.message(
+        0,
+        customer,
+        at,
+        **{
+            "city": "Rabat",
+            "transaction_id": transaction_id,
+            "product_id": "P1",
+            "quantity": 2,
+            "unit_price": 249.99,
+            "total_amount": 499.98,
+            **changes,
+        },
+    )
 
 
 def send(bootstrap: str, values: list[tuple[str, str]]) -> list[tuple[str, int, datetime]]:

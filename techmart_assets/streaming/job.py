@@ -132,13 +132,13 @@ def table_change(path: str, since: int | None) -> TableChange | None:
         table = DeltaTable(path)
     except TableNotFoundError:
         return None
-    version = table.version()
-    if since is not None and version <= since:
+    version, seen = table.version(), -1 if since is None else since
+    if version <= seen:
         return None
     added = sum(
         int((entry.get("operationMetrics") or {}).get("numOutputRows", 0))
-        for entry in table.history(version - (since if since is not None else -1))
-        if entry["version"] > (since if since is not None else -1)
+        for entry in table.history(version - seen)
+        if entry["version"] > seen
     )
     by_day: dict[str, int] = {}
     for f in pa.table(table.get_add_actions(flatten=True)).to_pylist():

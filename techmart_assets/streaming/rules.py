@@ -26,6 +26,15 @@ from datetime import UTC, datetime
 from techmart_assets.generator import geo
 
 CITY_COORDINATES = {city.name: (city.lat, city.lon) for city in geo.CITIES}
+# The data generator's fraud scenario kinds (labels.csv `kind`) and the rule meant to find each.
+SCENARIO_RULES = {
+    "velocity_burst": "velocity",
+    "amount_spike": "amount_spike",
+    "small_then_large": "small_then_large",
+    "foreign_country": "foreign_country",
+    "distant_cities": "distant_cities",
+    "night_time": "unusual_hour",
+}
 
 
 @dataclass(frozen=True)
