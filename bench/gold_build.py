@@ -25,11 +25,21 @@ from pathlib import Path
 import dagster as dg
 from pyspark.sql import SparkSession
 
-from bench.common import QUIET, RANGE_TAGS, compare, fresh_lakehouse, parser, reference_workspace, resources
+from bench.common import (
+    QUIET,
+    RANGE_TAGS,
+    compare,
+    fresh_lakehouse,
+    parser,
+    partition_bookkeeping,
+    reference_workspace,
+    report,
+    resources,
+)
 from techmart_assets.bronze import bronze_assets
-from techmart_assets.gold import build_dbt_resource, gold_assets
+from techmart_assets.gold import gold_assets
 from techmart_assets.gold.dbt import gold_dbt_assets
-from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, run_dbt
+from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, dbt_subprocess
 from techmart_assets.jobs import daily_job
 from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END
 from techmart_assets.settings import Settings
@@ -42,7 +52,7 @@ def compile_project(root: Path) -> dict:
     """dbt's compiled SQL of every node for the whole history (the vars a full Dagster range passes)."""
     window = {"min_date": HISTORY_START, "max_date": "2026-01-01"}
     settings = dataclasses.replace(Settings.from_env(), lakehouse_root=str(root))
-    compiled = run_dbt(
+    compiled = dbt_subprocess(
         ["compile", "--quiet", "--vars", json.dumps(window)], settings, {"DBT_TARGET_PATH": str(COMPILED)}
     )
     assert compiled.returncode == 0
@@ -71,7 +81,9 @@ def plain_spark(spark: SparkSession, root: Path, manifest: dict) -> None:
             frame = spark.createDataFrame(rows).selectExpr(
                 *[f"cast({c} as {t}) as {c}" for c, t in types.items()]
             )
-            frame.write.format("delta").mode("overwrite").saveAsTable(f"{schema}.{name}")
+            frame.write.format("delta").mode("overwrite").option("path", f"{root}/gold/{name}").saveAsTable(
+                f"{schema}.{name}"
+            )
         elif node["resource_type"] == "test":
             spark.sql(f"select count(*) from ({node['compiled_code']}) failures").collect()
         elif node["config"]["materialized"] == "view":
@@ -87,26 +99,29 @@ def plain_spark(spark: SparkSession, root: Path, manifest: dict) -> None:
 def through_dagster(root: Path) -> None:
     result = dg.materialize(
         [gold_dbt_assets],
-        resources={**resources(root), "dbt": build_dbt_resource()},
+        resources=resources(root),
         tags=RANGE_TAGS,
         run_config=QUIET,
     )
     assert result.success
 
 
-def daily_run(root: Path) -> float:
+def daily_run(root: Path) -> tuple[float, dict[str, float]]:
+    """Wall time of one day through every layer, and each step's time."""
     day = REFERENCE_HISTORY_END
     job = dg.Definitions(
         assets=[*bronze_assets, *silver_assets, *gold_assets],
         jobs=[daily_job],
-        resources={**resources(root), "dbt": build_dbt_resource()},
+        resources=resources(root),
         executor=dg.in_process_executor,
     ).resolve_job_def(daily_job.name)
-    started = time.perf_counter()
-    result = job.execute_in_process(partition_key=day, run_config=QUIET)
-    elapsed = time.perf_counter() - started
-    assert result.success
-    return elapsed
+    with dg.DagsterInstance.ephemeral() as instance:
+        started = time.perf_counter()
+        result = job.execute_in_process(partition_key=day, run_config=QUIET, instance=instance)
+        elapsed = time.perf_counter() - started
+        assert result.success
+        steps = {s.step_key: s.end_time - s.start_time for s in instance.get_run_step_stats(result.run_id)}
+    return elapsed, steps
 
 
 def main() -> None:
@@ -128,19 +143,21 @@ def main() -> None:
             },
             args.repeat,
         )
-        ratio = best["Dagster+dbt"] / best["plain Spark SQL"]
-        print(
-            f"\ngold build, {ws.summary.days} days, {ws.summary.transactions:,} transactions "
-            f"(best of {args.repeat})"
+        report(
+            f"gold build, {ws.summary.days} days, {ws.summary.transactions:,} transactions "
+            f"(best of {args.repeat})",
+            best,
+            "plain Spark SQL",
+            "Dagster+dbt",
+            "<= 1.5",
+            partition_bookkeeping(len(gold_dbt_assets.keys)),
         )
-        for name, seconds in best.items():
-            print(f"  {name:16s} {seconds:7.1f} s")
-        print(f"  ratio            {ratio:7.2f}   (Dagster+dbt / plain Spark SQL; goal <= 1.5)")
-
         print("\nthe daily run: gold for the history, then one day through every layer …", flush=True)
         through_dagster(inputs)
-        elapsed = min(daily_run(inputs) for _ in range(args.repeat))
+        elapsed, steps = min(daily_run(inputs) for _ in range(args.repeat))
         print(f"\ndaily run for {REFERENCE_HISTORY_END}, bronze to report: {elapsed:.1f} s (goal < 60 s)")
+        for step, seconds in sorted(steps.items(), key=lambda kv: -kv[1]):
+            print(f"  {step:40s} {seconds:6.1f} s")
 
 
 if __name__ == "__main__":

@@ -63,9 +63,25 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_dbt_command(args: argparse.Namespace) -> int:
-    from techmart_assets.gold.dbt_runtime import run_dbt
+    """dbt on the lakehouse, in this process: parse and compile need no Spark, the rest gets one."""
+    from techmart_assets.gold.dbt_runtime import dbt_subprocess, run_dbt
 
-    return run_dbt(args.dbt_args).returncode
+    settings = Settings.from_env()
+    if not args.dbt_args or args.dbt_args[0] in ("parse", "compile", "ls", "list", "deps", "clean", "debug"):
+        return dbt_subprocess(args.dbt_args, settings).returncode
+    from dagster_pyspark.resources import spark_session_from_config
+
+    from techmart_assets.resources import spark_config
+
+    spark = spark_session_from_config(spark_config(settings))
+    try:
+        run_dbt(spark, args.dbt_args, settings.lakehouse_root, settings)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    return 0
 
 
 def run_kafka(args: argparse.Namespace) -> int:

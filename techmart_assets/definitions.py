@@ -3,7 +3,7 @@
 import dagster as dg
 
 from techmart_assets.bronze import bronze_assets
-from techmart_assets.gold import build_dbt_resource, gold_assets
+from techmart_assets.gold import gold_assets
 from techmart_assets.jobs import daily_job, daily_schedule, lakehouse_job
 from techmart_assets.resources import build_resources
 from techmart_assets.silver import silver_assets
@@ -15,7 +15,7 @@ defs = dg.Definitions(
     jobs=[lakehouse_job, daily_job, fraud_stream_job],
     schedules=[daily_schedule],
     sensors=[fraud_stream_sensor],
-    resources={**build_resources(), "dbt": build_dbt_resource()},
+    resources=build_resources(),
     # One process per run, so every step of a run (and a whole backfill range) shares one SparkSession
     # instead of starting a JVM per step.
     executor=dg.in_process_executor,

@@ -21,10 +21,17 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from techmart_assets.bronze import bronze_assets
-from techmart_assets.gold import build_dbt_resource, gold_assets
+from techmart_assets.gold import gold_assets
 from techmart_assets.gold.assets import REPORT_KEY
 from techmart_assets.gold.dbt import gold_dbt_assets
-from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, dbt_environment, run_dbt
+from techmart_assets.gold.dbt_runtime import (
+    DBT_PROJECT_DIR,
+    dbt_environment,
+    dbt_subprocess,
+    ensure_manifest,
+    environment,
+    register_lakehouse_tables,
+)
 from techmart_assets.jobs import DAILY_JOB, LAKEHOUSE_JOB, daily_schedule, yesterday_partition
 from techmart_assets.resources import spark_config
 from techmart_assets.settings import Settings
@@ -36,7 +43,7 @@ FACT_UNIQUE_CHECK = dg.AssetCheckKey(FACT_SALES, "unique_fact_sales_transaction_
 
 
 def resources(settings: Settings, root: Path) -> dict[str, object]:
-    return {**lakehouse_resources(settings, root), "dbt": build_dbt_resource()}
+    return lakehouse_resources(settings, root)
 
 
 def run_gold(settings: Settings, root: Path, day) -> dg.ExecuteInProcessResult:
@@ -202,7 +209,7 @@ def test_the_report_holds_the_day_figures_computed_from_silver(spark: SparkSessi
 
 
 def test_the_dbt_session_refuses_another_spark_version(settings: Settings) -> None:
-    ran = run_dbt(
+    ran = dbt_subprocess(
         ["run-operation", "check_lakehouse_session"],
         settings,
         {"TECHMART_SPARK_VERSION": "3.4.0"},
@@ -210,6 +217,36 @@ def test_the_dbt_session_refuses_another_spark_version(settings: Settings) -> No
     )
     assert ran.returncode != 0
     assert f"dbt's Spark is {pyspark.__version__} but the project's pyspark is 3.4.0" in ran.stdout
+
+
+def test_dbt_refuses_a_lakehouse_whose_tables_are_not_registered(settings: Settings, tmp_path: Path) -> None:
+    """dbt run on its own would not find the incremental tables in the in-memory catalog."""
+    from dbt.cli.main import dbtRunner
+
+    errors: list[str] = []
+    args = ["run-operation", "check_lakehouse_session", "--project-dir", str(DBT_PROJECT_DIR)]
+    args += ["--profiles-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target")]
+    with environment(dbt_environment(settings, str(tmp_path))):
+        result = dbtRunner(
+            callbacks=[lambda e: errors.append(e.info.msg) if e.info.level == "error" else None]
+        ).invoke(args)
+    assert not result.success
+    assert any(f"The lakehouse {tmp_path} has not been registered" in e for e in errors), errors
+
+
+def test_the_catalog_follows_the_lakehouse_of_the_run(spark: SparkSession, gold, tmp_path: Path) -> None:
+    root, _ = gold
+    manifest = yaml.safe_load(ensure_manifest().read_text())  # JSON is YAML
+    # A lakehouse with no gold yet: nothing registered, so dbt creates every table at its path.
+    assert register_lakehouse_tables(spark, manifest, str(tmp_path)) == []
+    assert not spark.catalog.tableExists("gold.fact_sales")
+    registered = register_lakehouse_tables(spark, manifest, str(root))
+    assert {"silver.transactions", "gold.fact_sales", "gold.daily_sales", "gold.moroccan_holidays"} <= set(
+        registered
+    )
+    detail = spark.sql("DESCRIBE DETAIL gold.daily_sales").first()
+    assert detail.location.rstrip("/").endswith(f"{root}/gold/metrics/daily_sales")
+    assert spark.table("gold.fact_sales").count() == table(spark, root, "gold", "fact_sales").count()
 
 
 # Last in the module: it changes silver under the built gold tables (silver is restored afterwards).
@@ -262,6 +299,9 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
     # The failed test stops what is built on fact_sales in the same dbt build.
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert FACT_SALES in materialized and dg.AssetKey(["gold", "metrics", "daily_sales"]) not in materialized
+    # The seed was loaded again by this second build, into the same external table: no old rows left.
+    holidays = (DBT_PROJECT_DIR / "seeds" / "moroccan_holidays.csv").read_text().strip().splitlines()
+    assert table(spark, root, "gold", "moroccan_holidays").count() == len(holidays) - 1
 
 
 def test_the_schedule_asks_for_yesterday_in_casablanca() -> None:
@@ -321,6 +361,4 @@ def test_the_dbt_profile_configures_spark_like_the_project(settings: Settings) -
         "spark.sql.warehouse.dir",
     ):
         assert rendered[key] == project[key], key
-    assert rendered["spark.hadoop.javax.jdo.option.ConnectionURL"].startswith(
-        f"jdbc:derby:;databaseName={settings.lakehouse_root}/_spark/"
-    )
+    assert rendered["spark.sql.catalogImplementation"] == "in-memory"  # no metastore to share or lock

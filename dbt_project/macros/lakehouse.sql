@@ -1,4 +1,4 @@
-{#- Where the lakehouse is, and what every dbt run checks and prepares before building anything. -#}
+{#- Where the lakehouse is, and what every dbt run checks before building anything. -#}
 
 {% macro lakehouse_root() -%}
   {{ return(env_var('TECHMART_LAKEHOUSE', '../lakehouse')) }}
@@ -22,22 +22,15 @@
           "dbt's Spark session has no Delta extension: run dbt through `techmart dbt` or Dagster, "
           ~ "which pass the Delta jars fetched by `make setup` (TECHMART_SPARK_JARS).") }}
     {% endif %}
-  {% endif %}
-{% endmacro %}
-
-
-{% macro register_silver_sources() %}
-  {#- The silver Delta tables, written by Spark outside dbt, registered in the metastore at their
-      lakehouse paths so models can select from them as dbt sources. -#}
-  {% if execute %}
-    {% for source in graph.sources.values() if source.source_name == 'silver' %}
-      {% if loop.first %}
-        {% do run_query("create database if not exists " ~ source.schema) %}
-      {% endif %}
-      {% do run_query(
-          "create table if not exists " ~ source.schema ~ "." ~ source.identifier
-          ~ " using delta location '" ~ lakehouse_root() ~ "/silver/" ~ source.identifier ~ "'") %}
-    {% endfor %}
+    {#- The catalog is in memory: without the lakehouse's tables registered first, an incremental
+        model would not find its table and would rebuild it from this run's window alone.
+        (`compile` only renders SQL and needs no table.) -#}
+    {% set uses_tables = flags.WHICH in ('build', 'run', 'seed', 'snapshot', 'test', 'run-operation') %}
+    {% if uses_tables and env_var('TECHMART_DBT_REGISTERED_LAKEHOUSE', '') != lakehouse_root() %}
+      {{ exceptions.raise_compiler_error(
+          "The lakehouse " ~ lakehouse_root() ~ " has not been registered in dbt's Spark catalog: "
+          ~ "run dbt through `techmart dbt` or Dagster, which register its tables before building.") }}
+    {% endif %}
   {% endif %}
 {% endmacro %}
 

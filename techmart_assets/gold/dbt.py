@@ -1,52 +1,34 @@
 """The dbt project (`dbt_project/`) as Dagster assets: the gold star schema and metrics.
 
-dbt runs in its own process, started by dagster-dbt, with the environment of `dbt_runtime`: the
-same Spark, Delta and jars as the Spark resource, on the run's lakehouse.
+dbt runs inside the step, on the step's own SparkSession (`dbt_runtime`): the same Spark, Delta and
+jars as every other asset, warm, on the run's lakehouse. dagster-dbt reads the project and turns
+dbt's events into materializations and check results, as it does for a dbt process.
 """
 
 import json
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import DagsterDbtTranslator, DbtProject, dbt_assets
+from dagster_dbt.asset_utils import get_updated_cli_invocation_params_for_context
+from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_pyspark import PySparkResource
 from pyspark.sql import SparkSession
 
 from techmart_assets.delta import is_delta_table, last_commit
-from techmart_assets.gold.dbt_runtime import (
-    DBT_EXECUTABLE,
-    DBT_PROJECT_DIR,
-    dbt_environment,
-    environment,
-    run_dbt,
-)
+from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, ensure_manifest, lakehouse_path, stream_dbt
 from techmart_assets.metadata import commit_metadata
 from techmart_assets.partitions import daily_partitions
 from techmart_assets.resources import LakehouseResource
-from techmart_assets.settings import Settings
 
-# The embedded Derby metastore admits one process at a time: dbt steps queue on this pool, so a
-# backfill or two overlapping runs never die on the metastore lock (limit 1 in dagster.yaml).
-DBT_POOL = "dbt_metastore"
+# One dbt build rewrites the gold tables at a time: dbt steps queue on this pool (one slot in
+# dagster.yaml), so a backfill and a daily run never write the same tables at once.
+DBT_POOL = "dbt_gold"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
-
-
-def ensure_manifest() -> Path:
-    """The dbt manifest the asset definitions are read from, parsed again when the project changed."""
-    manifest = dbt_project.manifest_path
-    newest = max(
-        p.stat().st_mtime
-        for p in DBT_PROJECT_DIR.rglob("*")
-        if p.suffix in (".sql", ".yml", ".csv") and "target" not in p.parts and "logs" not in p.parts
-    )
-    if not manifest.exists() or manifest.stat().st_mtime < newest:
-        code = run_dbt(["parse", "--quiet"]).returncode
-        if code != 0 or not manifest.exists():
-            raise RuntimeError(f"`dbt parse` of {DBT_PROJECT_DIR} failed (exit code {code}); see above")
-    return manifest
 
 
 class GoldTranslator(DagsterDbtTranslator):
@@ -56,8 +38,7 @@ class GoldTranslator(DagsterDbtTranslator):
         name = dbt_resource_props["name"]
         if dbt_resource_props["resource_type"] == "source":
             return dg.AssetKey([dbt_resource_props["source_name"], name])
-        folders = Path(dbt_resource_props.get("original_file_path", "")).parts[1:-1]
-        return dg.AssetKey(["gold", *[f for f in folders if f != "marts"], name])
+        return dg.AssetKey(["gold", *lakehouse_path(dbt_resource_props).split("/")])
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "gold"
@@ -88,25 +69,40 @@ def table_metadata(spark: SparkSession, lakehouse: LakehouseResource, key: dg.As
     pool=DBT_POOL,
 )
 def gold_dbt_assets(
-    context: dg.AssetExecutionContext,
-    dbt: DbtCliResource,
-    lakehouse: LakehouseResource,
-    spark: PySparkResource,
+    context: dg.AssetExecutionContext, lakehouse: LakehouseResource, spark: PySparkResource
 ) -> Iterator[Any]:
     window = dbt_vars(context)
     context.log.info(f"dbt build for [{window['min_date']}, {window['max_date']}) on {lakehouse.root}")
-    with environment(dbt_environment(Settings.from_env(), lakehouse.root)):
-        invocation = dbt.cli(["build", "--vars", json.dumps(window)], context=context)
-    for event in invocation.stream():
-        if isinstance(event, dg.Output | dg.AssetMaterialization):
-            key = context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
-            key = key or event.asset_key
-            extra = table_metadata(spark.spark_session, lakehouse, key)
-            event = event.with_metadata({**event.metadata, **extra})
-        yield event
-
-
-def build_dbt_resource() -> DbtCliResource:
-    return DbtCliResource(
-        project_dir=dbt_project, profiles_dir=str(DBT_PROJECT_DIR), dbt_executable=str(DBT_EXECUTABLE)
-    )
+    session = spark.spark_session
+    # The step's models and tests, selected as dagster-dbt's CLI resource selects them (a large
+    # selection comes as a selector in a copy of the project).
+    selection = get_updated_cli_invocation_params_for_context(context, {}, GoldTranslator())
+    project_dir = Path(selection.dbt_project.project_dir) if selection.dbt_project else DBT_PROJECT_DIR
+    args = ["build", "--vars", json.dumps(window), *selection.selection_args]
+    if selection.indirect_selection:
+        args += ["--indirect-selection", selection.indirect_selection]
+    target = DBT_PROJECT_DIR / "target" / "runs" / f"{context.run_id[:8]}-{uuid.uuid4().hex[:6]}"
+    for raw in stream_dbt(
+        session,
+        args,
+        lakehouse.root,
+        manifest=selection.manifest,
+        target_path=target,
+        project_dir=project_dir,
+    ):
+        message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
+        for event in message.to_default_asset_events(
+            manifest=selection.manifest,
+            dagster_dbt_translator=selection.dagster_dbt_translator,
+            context=context,
+            target_path=target,
+            project=dbt_project,
+        ):
+            if isinstance(event, dg.Output | dg.AssetMaterialization):
+                key = (
+                    context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
+                )
+                key = key or event.asset_key
+                extra = table_metadata(session, lakehouse, key)
+                event = event.with_metadata({**event.metadata, **extra})
+            yield event
