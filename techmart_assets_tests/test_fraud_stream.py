@@ -25,6 +25,37 @@ from techmart_assets_tests.support import message, profile
 ALERT_WITHIN_S = 30
 
 
+def test_the_profile_cache_follows_the_profiles_table(spark: SparkSession, tmp_path) -> None:
+    """What the detection's Python workers read: nothing before the table exists, then each version."""
+    path = str(tmp_path / "customer_profiles")
+    cache = fraud.ProfileCache(path, refresh_s=0)
+    assert cache.get("C1") is None
+    spark.createDataFrame([profile("C1", 300, 100)], fraud.PROFILE_SCHEMA).write.format("delta").save(path)
+    first = cache.get("C1")
+    assert (first.home_country, first.purchases, first.mean_amount, first.std_amount) == (
+        "Morocco",
+        20,
+        300,
+        100,
+    )
+    rows = [
+        profile("C1", 500, 50, home="France"),
+        profile("C2", 80, 10),
+        (None, "Morocco", 1, 1.0, 1.0, 0.0, None),
+    ]
+    spark.createDataFrame(rows, fraud.PROFILE_SCHEMA).write.format("delta").mode("overwrite").save(path)
+    assert (cache.get("C1").home_country, cache.get("C1").mean_amount) == ("France", 500)
+    assert cache.get("C2").std_amount == 10 and cache.version == 1 and len(cache.profiles) == 2
+    # Between checks the table is not looked at: a worker pays for one log listing per period.
+    slow = fraud.ProfileCache(path, refresh_s=3600)
+    assert slow.get("C2").mean_amount == 80
+    spark.createDataFrame([profile("C2", 90, 10)], fraud.PROFILE_SCHEMA).write.format("delta").mode(
+        "overwrite"
+    ).save(path)
+    assert slow.get("C2").mean_amount == 80 and slow.version == 1
+    assert cache.get("C2").mean_amount == 90 and cache.version == 2 and cache.get("C1") is None
+
+
 def test_each_bad_message_gets_its_reason(spark: SparkSession) -> None:
     good = message(1, "C1", datetime(2025, 6, 30, 12, tzinfo=UTC))
     values = {

@@ -3,22 +3,26 @@ the `fraud-alerts` topic.
 
 Two Structured Streaming queries (spark-sql-kafka) on the same topic, each with its checkpoint
 under `checkpoints/fraud/`:
-- `fraud_detection`: each valid transaction is joined with its customer's profile (a Delta table;
-  a stream-static join reads its latest version every micro-batch, so refreshed profiles arrive
-  without a restart), then `rules.evaluate` runs per customer with the customer's recent purchases
-  as checkpointed state (`applyInPandasWithState`, customers grouped in state buckets). Each
-  micro-batch's alerts are written to Delta once (`txnAppId`/`txnVersion`: a replayed batch is
-  skipped) and then sent to `fraud-alerts`.
+- `fraud_detection`: `rules.evaluate` runs per customer on each valid transaction, with the
+  customer's recent purchases as checkpointed state (`applyInPandasWithState`, customers grouped in
+  state buckets) and the customer's profile (a Delta table the batch job writes). The Python
+  workers keep the profiles in memory and read the table again when its version changes (checked
+  every `PROFILE_REFRESH_S`), so refreshed profiles arrive without a restart and a micro-batch pays
+  for no join. Each micro-batch's alerts are written to Delta once (`txnAppId`/`txnVersion`: a
+  replayed batch is skipped) and then sent to `fraud-alerts` from the driver.
 - `fraud_dead_letters`: every message that does not parse, lacks a key or holds a bad value, with
   its raw value and the reason. A bad message never stops detection.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
@@ -27,7 +31,6 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
-from techmart_assets.delta import is_delta_table
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.broker import FRAUD_ALERTS_TOPIC, TRANSACTIONS_TOPIC
 from techmart_assets.streaming.rules import CustomerState, FraudConfig, Profile, Transaction, evaluate
@@ -55,9 +58,12 @@ ALERT_SCHEMA = T.StructType(
         T.StructField("produced_at", T.TimestampType()),
     ]
 )
+ALERT_WITH_DETECTION = T.StructType([*ALERT_SCHEMA.fields, T.StructField("detected_at", T.TimestampType())])
 STATE_SCHEMA = T.StructType([T.StructField("customers", T.StringType())])  # JSON: customer -> state
 # Customers share state buckets (see `detector`). Part of the checkpoint: changing it needs a new one.
 STATE_BUCKETS = 64
+# How often a Python worker looks at the profiles table's version (a listing of its Delta log).
+PROFILE_REFRESH_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -123,14 +129,13 @@ def _state_data(state: CustomerState) -> dict:
 
 
 # What the detector reads of each transaction, packed into one JSON column: Spark hands every group
-# to Python as a pandas frame, converted column by column, so one column instead of a dozen.
-_PROFILE_FIELDS = ("home_country", "purchases", "mean_amount", "std_amount", "night_share")
-_PAYLOAD_FIELDS = ("customer_id", "transaction_id", "total_amount", "city", "country", *_PROFILE_FIELDS)
+# to Python as a pandas frame, converted column by column, so one column instead of several.
+_PAYLOAD_FIELDS = ("customer_id", "transaction_id", "total_amount", "city", "country")
 
 
-def detector_input(enriched: DataFrame) -> DataFrame:
+def detector_input(valid: DataFrame) -> DataFrame:
     """The state bucket of each transaction's customer and one JSON `payload` (times as epoch seconds)."""
-    return enriched.select(
+    return valid.select(
         (F.abs(F.xxhash64("customer_id")) % STATE_BUCKETS).alias("bucket"),
         F.to_json(
             F.struct(
@@ -142,25 +147,67 @@ def detector_input(enriched: DataFrame) -> DataFrame:
     )
 
 
-def _profile(row: dict) -> Profile | None:
-    """The customer's profile from a joined row (every row of a customer carries the same one)."""
-    if row.get("home_country") is None:  # no profile row for this customer
-        return None
-    return Profile(
-        row["customer_id"],
-        row["home_country"],
-        int(row["purchases"]),
-        float(row["mean_amount"]),
-        float(row["std_amount"]),
-        float(row["night_share"]),
-    )
+class ProfileCache:
+    """The customer profiles table in a Python worker's memory, read again when its version changes.
+
+    Read with the `deltalake` library (no Spark in a worker). Until the batch job has written the
+    table, every customer is without a profile (the profile rules stay silent for them).
+    """
+
+    def __init__(self, path: str, refresh_s: float = PROFILE_REFRESH_S) -> None:
+        self.path, self.refresh_s = path, refresh_s
+        self.version: int | None = None
+        self.checked = float("-inf")
+        self.profiles: dict[str, Profile] = {}
+
+    def get(self, customer_id: str) -> Profile | None:
+        now = time.monotonic()
+        if now - self.checked >= self.refresh_s:
+            self.checked = now
+            self._refresh()
+        return self.profiles.get(customer_id)
+
+    def _refresh(self) -> None:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError
+
+        try:
+            table = DeltaTable(self.path)
+        except TableNotFoundError:
+            return
+        if table.version() == self.version:
+            return
+        columns = ["customer_id", "home_country", "purchases", "mean_amount", "std_amount", "night_share"]
+        self.profiles = {
+            row["customer_id"]: Profile(
+                row["customer_id"],
+                row["home_country"],
+                int(row["purchases"]),
+                float(row["mean_amount"]),
+                float(row["std_amount"]),
+                float(row["night_share"]),
+            )
+            for row in table.to_pyarrow_table(columns=columns).to_pylist()
+            if row["customer_id"] is not None and row["home_country"] is not None
+        }
+        self.version = table.version()
+
+
+# One cache per profiles table in each Python worker, kept from one micro-batch to the next.
+_PROFILE_CACHES: dict[str, ProfileCache] = {}
+
+
+def profile_cache(path: str) -> ProfileCache:
+    if path not in _PROFILE_CACHES:
+        _PROFILE_CACHES[path] = ProfileCache(path)
+    return _PROFILE_CACHES[path]
 
 
 def _utc(seconds: float) -> pd.Timestamp:
     return pd.Timestamp(seconds, unit="s")  # naive UTC, as Spark's session time zone reads it
 
 
-def detector(config: FraudConfig):
+def detector(config: FraudConfig, profiles_path: str):
     """The function of `applyInPandasWithState`, called once per state bucket and micro-batch.
 
     Spark's per-group cost (a pandas frame in, one out, the state row) is about a millisecond: paid
@@ -172,6 +219,7 @@ def detector(config: FraudConfig):
     """
 
     def detect(key: tuple, batches: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
+        profiles = profile_cache(profiles_path)
         rows = [json.loads(payload) for frame in batches for payload in frame["payload"].tolist()]
         customers: dict[str, dict] = json.loads(state.get[0]) if state.exists else {}
         by_customer: dict[str, list[dict]] = {}
@@ -192,7 +240,7 @@ def detector(config: FraudConfig):
             ]
             known = customers.get(customer_id)
             before = _customer_state(known) if known else CustomerState()
-            found, after = evaluate(transactions, before, _profile(own[0]), config)
+            found, after = evaluate(transactions, before, profiles.get(customer_id), config)
             alerts.extend(found)
             customers[customer_id] = _state_data(after)
         newest = max(r["event_s"] for r in rows)
@@ -232,53 +280,76 @@ def detector(config: FraudConfig):
     return detect
 
 
-def profiles(spark: SparkSession, path: str) -> DataFrame:
-    """The customer profiles table, or an empty one until the batch job has written it."""
-    if is_delta_table(spark, path):
-        return spark.read.format("delta").load(path)
-    return spark.createDataFrame([], PROFILE_SCHEMA)
+# One kafka-python producer per broker for the alerts, kept across micro-batches, closed at exit.
+_ALERT_PRODUCERS: dict[str, object] = {}
+
+
+def alert_producer(bootstrap: str):
+    from kafka import KafkaProducer
+
+    if bootstrap not in _ALERT_PRODUCERS:
+        _ALERT_PRODUCERS[bootstrap] = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            key_serializer=str.encode,
+            value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
+        )
+    return _ALERT_PRODUCERS[bootstrap]
+
+
+@atexit.register
+def close_alert_producers() -> None:
+    while _ALERT_PRODUCERS:
+        _, producer = _ALERT_PRODUCERS.popitem()
+        producer.close(timeout=5)
+
+
+def _alert_message(row: dict) -> dict:
+    """An alert as JSON values, times in ISO-8601 UTC as Spark writes them (`...T10:00:00.000Z`)."""
+
+    def value(v: object) -> object:
+        if isinstance(v, datetime):  # naive local time, as pyspark collects timestamps
+            return v.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return v
+
+    return {k: value(v) for k, v in row.items()}
 
 
 def alerts_writer(path: str, bootstrap: str):
     """foreachBatch: the batch's alerts into Delta exactly once, then onto the fraud-alerts topic.
 
     The stateful operator runs once per micro-batch: its few alerts are collected and written from
-    the driver (no second evaluation of the batch). A batch without alerts commits nothing. A batch
-    replayed after a crash is skipped by Delta (`txnAppId`/`txnVersion`) but sent to the topic again:
-    the topic is at least once, and `alert_id` (transaction and rule) identifies duplicates.
+    the driver (no second evaluation of the batch), to Delta by Spark and to the topic by a
+    kafka-python producer (a Spark job per batch for a handful of messages would cost more than
+    they take to send). A batch without alerts commits nothing. A batch replayed after a crash is
+    skipped by Delta (`txnAppId`/`txnVersion`) but sent to the topic again: the topic is at least
+    once, and `alert_id` (transaction and rule) identifies duplicates. `detected_at` is the same
+    instant in both.
     """
 
     def write(batch: DataFrame, batch_id: int) -> None:
         rows = batch.collect()
         if not rows:
             return
-        spark = batch.sparkSession
-        alerts = (
-            spark.createDataFrame(rows, ALERT_SCHEMA)
-            .withColumn("detected_at", F.current_timestamp())
+        # pyspark hands timestamps to Python as naive local times, and reads them back the same way.
+        detected_at = datetime.now()
+        alerts = [{**row.asDict(), "detected_at": detected_at} for row in rows]
+        (
+            batch.sparkSession.createDataFrame(alerts, ALERT_WITH_DETECTION)
             .withColumn("partition_date", F.to_date("event_ts"))
+            .coalesce(1)
+            .write.format("delta")
+            .mode("append")
+            .partitionBy("partition_date")
+            .option("txnAppId", DETECTION_QUERY)
+            .option("txnVersion", batch_id)
+            .save(path)
         )
-        alerts.persist()
-        try:
-            (
-                alerts.coalesce(1)
-                .write.format("delta")
-                .mode("append")
-                .partitionBy("partition_date")
-                .option("txnAppId", DETECTION_QUERY)
-                .option("txnVersion", batch_id)
-                .save(path)
-            )
-            (
-                alerts.select(F.col("customer_id").alias("key"), F.to_json(F.struct("*")).alias("value"))
-                .coalesce(1)
-                .write.format("kafka")
-                .option("kafka.bootstrap.servers", bootstrap)
-                .option("topic", FRAUD_ALERTS_TOPIC)
-                .save()
-            )
-        finally:
-            alerts.unpersist()
+        producer = alert_producer(bootstrap)
+        for alert in alerts:
+            message = _alert_message({**alert, "partition_date": alert["event_ts"].date().isoformat()})
+            producer.send(FRAUD_ALERTS_TOPIC, key=alert["customer_id"], value=message)
+        producer.flush()
 
     return write
 
@@ -312,12 +383,15 @@ def start(
     config = config or FraudConfig()
     parsed = parsed if parsed is not None else parse(read_transactions(spark, bootstrap))
     valid = parsed.where(F.col("error").isNull())
-    enriched = valid.join(profiles(spark, paths.profiles), "customer_id", "left")
     alerts = (
-        detector_input(enriched)
+        detector_input(valid)
         .groupBy("bucket")
         .applyInPandasWithState(
-            detector(config), ALERT_SCHEMA, STATE_SCHEMA, "append", GroupStateTimeout.NoTimeout
+            detector(config, paths.profiles),
+            ALERT_SCHEMA,
+            STATE_SCHEMA,
+            "append",
+            GroupStateTimeout.NoTimeout,
         )
     )
     # State in STATE_PARTITIONS partitions, one per core: each costs a Python round trip per batch.
