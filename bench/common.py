@@ -76,18 +76,29 @@ def fresh_lakehouse(work: Path, name: str, links: dict[str, Path]) -> Path:
 
 
 def compare(
-    work: Path, links: dict[str, Path], sides: dict[str, Callable[[Path], None]], repeat: int
+    work: Path,
+    links: dict[str, Path],
+    sides: dict[str, Callable[[Path], None]],
+    repeat: int,
+    verify: Callable[[dict[str, Path]], None] | None = None,
 ) -> dict[str, float]:
-    """Best time of each side over `repeat` rounds, alternating which side goes first."""
+    """Best time of each side over `repeat` rounds, alternating which side goes first.
+
+    `verify`, given each side's lakehouse of the first round, checks that they wrote the same thing.
+    """
     times: dict[str, list[float]] = {name: [] for name in sides}
     for i in range(repeat):
         order = list(sides) if i % 2 == 0 else list(reversed(sides))
+        roots = {}
         for name in order:
-            root = fresh_lakehouse(work, f"lakehouse-{name.split()[0].lower()}-{i}", links)
+            roots[name] = root = fresh_lakehouse(work, f"lakehouse-{name.split()[0].lower()}-{i}", links)
             started = time.perf_counter()
             sides[name](root)
             times[name].append(time.perf_counter() - started)
             print(f"  {name:14s} run {i + 1}: {times[name][-1]:6.1f} s", flush=True)
+        if verify is not None and i == 0:
+            verify(roots)
+        for root in roots.values():
             shutil.rmtree(root)
     return {name: min(t) for name, t in times.items()}
 
