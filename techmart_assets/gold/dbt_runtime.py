@@ -222,9 +222,11 @@ def stream_dbt(
             while (event := run.events.get()) is not None:
                 yield event
         except BaseException:
-            # The step was interrupted (or its consumer failed): stop dbt's queries, let it finish.
-            spark.sparkContext.cancelAllJobs()
-            worker.join()
+            # The step was interrupted (or its consumer failed): cancel dbt's queries until it
+            # gives up (each later model then fails at once), so no write outlives the step.
+            while worker.is_alive():
+                spark.sparkContext.cancelAllJobs()
+                worker.join(timeout=1)
             raise
         worker.join()
     if not run.success:
