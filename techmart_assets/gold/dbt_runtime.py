@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,10 +139,11 @@ def register_lakehouse_tables(spark: SparkSession, manifest: Mapping[str, Any], 
     A table whose path holds no Delta table yet is left unregistered, so dbt creates it there.
     Only catalog entries change: every table here is external, and dropping one keeps its files.
     """
-    registered = []
-    for name, path in lakehouse_tables(manifest, root).items():
-        schema = name.split(".")[0]
+    tables = lakehouse_tables(manifest, root)
+    for schema in sorted({name.split(".")[0] for name in tables}):
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {schema}")
+    registered = []
+    for name, path in tables.items():
         if spark.catalog.tableExists(name):
             entry = spark.catalog.getTable(name)
             if entry.tableType not in ("EXTERNAL", "VIEW"):
@@ -233,14 +234,7 @@ def stream_dbt(
         raise RuntimeError(run.failure()) from run.exception
 
 
-def run_dbt(
-    spark: SparkSession,
-    args: Sequence[str],
-    lakehouse_root: str,
-    settings: Settings | None = None,
-    on_event: Callable[[dict[str, Any]], None] | None = None,
-) -> None:
+def run_dbt(spark: SparkSession, args: Sequence[str], lakehouse_root: str, settings: Settings) -> None:
     """Run a dbt command to its end (`techmart dbt ...`); raises when it fails."""
-    for event in stream_dbt(spark, args, lakehouse_root, settings):
-        if on_event is not None:
-            on_event(event)
+    for _ in stream_dbt(spark, args, lakehouse_root, settings):
+        pass

@@ -21,7 +21,7 @@ import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 
 import pandas as pd
@@ -175,22 +175,16 @@ class ProfileCache:
             table = DeltaTable(self.path)
         except TableNotFoundError:
             return
-        if table.version() == self.version:
+        version = table.version()
+        if version == self.version:
             return
-        columns = ["customer_id", "home_country", "purchases", "mean_amount", "std_amount", "night_share"]
+        columns = [f.name for f in fields(Profile)]  # long and double columns: ints and floats
         self.profiles = {
-            row["customer_id"]: Profile(
-                row["customer_id"],
-                row["home_country"],
-                int(row["purchases"]),
-                float(row["mean_amount"]),
-                float(row["std_amount"]),
-                float(row["night_share"]),
-            )
+            row["customer_id"]: Profile(**row)
             for row in table.to_pyarrow_table(columns=columns).to_pylist()
             if row["customer_id"] is not None and row["home_country"] is not None
         }
-        self.version = table.version()
+        self.version = version
 
 
 # One cache per profiles table in each Python worker, kept from one micro-batch to the next.
@@ -347,7 +341,8 @@ def alerts_writer(path: str, bootstrap: str):
         )
         producer = alert_producer(bootstrap)
         for alert in alerts:
-            message = _alert_message({**alert, "partition_date": alert["event_ts"].date().isoformat()})
+            day = alert["event_ts"].astimezone(UTC).date()  # to_date(event_ts) in the UTC session
+            message = _alert_message({**alert, "partition_date": day.isoformat()})
             producer.send(FRAUD_ALERTS_TOPIC, key=alert["customer_id"], value=message)
         producer.flush()
 
