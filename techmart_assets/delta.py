@@ -1,9 +1,11 @@
-"""Delta Lake writes shared by every Spark layer: idempotent day replacement and commit facts."""
+"""Delta Lake writes shared by every Spark layer: idempotent day replacement, exactly-once appends of
+streaming micro-batches, and commit facts."""
 
 from __future__ import annotations
 
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -111,3 +113,88 @@ def read_days(spark: SparkSession, path: str, days: Sequence[date]) -> DataFrame
     if not is_delta_table(spark, path):
         return None
     return spark.read.format("delta").load(path).where(days_predicate(days))
+
+
+# The Spark local property holding the id of the streaming query whose micro-batch runs (the id is
+# kept in the checkpoint: it survives restarts, and a new checkpoint gets a new one).
+QUERY_ID_PROPERTY = "sql.streaming.queryId"
+# How many of a table's latest commits a restarted query searches for its own last micro-batch first.
+HISTORY_LOOKBACK = 100
+
+
+def batch_marker(query_id: str, batch_id: int) -> str:
+    """A commit's `userMetadata`: which streaming query's which micro-batch the commit holds."""
+    return json.dumps({"query_id": query_id, "batch_id": batch_id}, separators=(",", ":"))
+
+
+def _batch_of(metadata: str | None, query_id: str) -> int | None:
+    try:
+        marker = json.loads(metadata) if metadata else None
+    except ValueError:  # a commit of another writer
+        return None
+    if isinstance(marker, dict) and marker.get("query_id") == query_id:
+        return int(marker["batch_id"])
+    return None
+
+
+def last_committed_batch(spark: SparkSession, path: str, query_id: str) -> int:
+    """The highest micro-batch of `query_id` committed to the table at `path`, -1 if none."""
+    if not is_delta_table(spark, path):
+        return -1
+    table = DeltaTable.forPath(spark, path)
+    for limit in (HISTORY_LOOKBACK, None):  # the whole history only if the latest commits hold none
+        commits = table.history(limit).select("userMetadata").collect()
+        batches = [b for (metadata,) in commits if (b := _batch_of(metadata, query_id)) is not None]
+        if batches or limit is None or len(commits) < limit:
+            return max(batches, default=-1)
+    return -1
+
+
+class BatchLedger:
+    """Exactly-once appends of a streaming query's micro-batches to one Delta table, in foreachBatch.
+
+    Each commit's `userMetadata` names the query (its id, kept in the checkpoint) and the micro-batch
+    (`batch_marker`). After a restart, the first batch looks up the last one the query committed;
+    from then on the ledger remembers it. A replayed batch (the last one, when the process died
+    between the Delta commit and the checkpoint's) gets no marker: it is skipped. Delta's own
+    `txnAppId`/`txnVersion` (and its streaming sink, which uses them) do the same, but Delta 3.3
+    reconstructs the table's whole state, three Spark jobs, to check them on every write: most of a
+    small micro-batch's time.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._last: dict[str, int] = {}  # query id -> its last micro-batch in the table
+
+    def marker(self, spark: SparkSession, batch_id: int) -> str | None:
+        """The `userMetadata` to commit this micro-batch with, or None when the table holds it already."""
+        query_id = spark.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
+        if query_id is None:
+            raise RuntimeError(f"a BatchLedger writes streaming micro-batches ({QUERY_ID_PROPERTY} unset)")
+        if query_id not in self._last:
+            self._last[query_id] = last_committed_batch(spark, self.path, query_id)
+        return batch_marker(query_id, batch_id) if batch_id > self._last[query_id] else None
+
+    def committed(self, marker: str) -> None:
+        """Record that the commit carrying `marker` succeeded."""
+        batch = json.loads(marker)
+        self._last[batch["query_id"]] = batch["batch_id"]
+
+
+def append_batches(
+    path: str, partition_by: Sequence[str] = (), options: dict[str, str] | None = None
+) -> Callable[[DataFrame, int], None]:
+    """A foreachBatch function appending each micro-batch to the Delta table at `path` exactly once."""
+    ledger = BatchLedger(path)
+
+    def write(batch: DataFrame, batch_id: int) -> None:
+        marker = ledger.marker(batch.sparkSession, batch_id)
+        if marker is None:
+            return
+        writer = batch.write.format("delta").mode("append").options(**(options or {}))
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.option("userMetadata", marker).save(path)
+        ledger.committed(marker)
+
+    return write

@@ -14,8 +14,10 @@ from decimal import Decimal
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
-from techmart_assets.delta import is_delta_table
+from techmart_assets import delta
+from techmart_assets.delta import QUERY_ID_PROPERTY, is_delta_table, last_committed_batch
 from techmart_assets.streaming import broker, fraud
 from techmart_assets.streaming.profiles import customer_profiles
 from techmart_assets.streaming.rules import FraudConfig, build_profile
@@ -54,6 +56,61 @@ def test_the_profile_cache_follows_the_profiles_table(spark: SparkSession, tmp_p
     ).save(path)
     assert slow.get("C2").mean_amount == 80 and slow.version == 1
     assert cache.get("C2").mean_amount == 90 and cache.version == 2 and cache.get("C1") is None
+
+
+def test_a_replayed_batch_lands_in_delta_once(
+    spark: SparkSession, kafka: broker.BrokerConfig, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The detection's foreachBatch, called as Spark calls it: a batch replayed in the same process or
+    after a restart is not written again; a new checkpoint (a new query id) starts from batch 0."""
+    path = str(tmp_path / "fraud_alerts")
+    at = datetime(2025, 6, 30, 12)
+
+    def alerts(*transactions: str):
+        rows = [(f"{t}:velocity", "velocity", 0.9, "x", t, "C1", 10.0, at, at) for t in transactions]
+        return spark.createDataFrame(rows, fraud.ALERT_SCHEMA)
+
+    topic = "fraud-alerts-replays"  # not the module's topic, which the stream's test reads whole
+    broker.ensure_topics(kafka.bootstrap, {topic: 1})
+
+    def writer():
+        return fraud.alerts_writer(path, kafka.bootstrap, topic)
+
+    context = spark.sparkContext
+    try:
+        context.setLocalProperty(QUERY_ID_PROPERTY, "query-1")
+        write = writer()
+        write(alerts("T1"), 0)
+        write(alerts(), 1)
+        write(alerts("T2"), 2)
+        write(alerts("T2"), 2)  # replayed by the same process
+        restarted = writer()
+        restarted(alerts("T2"), 2)  # replayed after a restart
+        restarted(alerts("T3"), 3)
+        context.setLocalProperty(QUERY_ID_PROPERTY, "query-2")  # a new checkpoint
+        writer()(alerts("T4"), 0)
+    finally:
+        context.setLocalProperty(QUERY_ID_PROPERTY, None)
+    written = spark.read.format("delta").load(path).groupBy("transaction_id").count().collect()
+    assert {r.transaction_id: r["count"] for r in written} == {"T1": 1, "T2": 1, "T3": 1, "T4": 1}
+    assert last_committed_batch(spark, path, "query-1") == 3
+    assert last_committed_batch(spark, path, "query-2") == 0
+    assert last_committed_batch(spark, path, "query-3") == -1
+    # Commits of other writers after the query's last one: the lookup reads further back.
+    monkeypatch.setattr(delta, "HISTORY_LOOKBACK", 2)
+    foreign = alerts("F1").withColumn("partition_date", F.to_date("event_ts"))
+    for _ in range(2):
+        foreign.write.format("delta").mode("append").save(path)
+    assert last_committed_batch(spark, path, "query-1") == 3
+    with pytest.raises(RuntimeError, match=r"sql\.streaming\.queryId"):
+        writer()(alerts("T5"), 4)
+    # The topic is at least once: a replayed batch is sent again.
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5_000
+    )
+    sent = [json.loads(r.value)["transaction_id"] for r in consumer]
+    consumer.close()
+    assert sent == ["T1", "T2", "T2", "T2", "T3", "T4"]
 
 
 def test_each_bad_message_gets_its_reason(spark: SparkSession) -> None:

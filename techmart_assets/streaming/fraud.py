@@ -8,8 +8,8 @@ under `checkpoints/fraud/`:
   state buckets) and the customer's profile (a Delta table the batch job writes). The Python
   workers keep the profiles in memory and read the table again when its version changes (checked
   every `PROFILE_REFRESH_S`), so refreshed profiles arrive without a restart and a micro-batch pays
-  for no join. Each micro-batch's alerts are written to Delta once (`txnAppId`/`txnVersion`: a
-  replayed batch is skipped) and then sent to `fraud-alerts` from the driver.
+  for no join. Each micro-batch's alerts are written to Delta once (`BatchLedger`: a replayed batch
+  is skipped) and then sent to `fraud-alerts` from the driver.
 - `fraud_dead_letters`: every message that does not parse, lacks a key or holds a bad value, with
   its raw value and the reason. A bad message never stops detection.
 """
@@ -31,6 +31,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
+from techmart_assets.delta import BatchLedger, append_batches
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.broker import FRAUD_ALERTS_TOPIC, TRANSACTIONS_TOPIC
 from techmart_assets.streaming.rules import CustomerState, FraudConfig, Profile, Transaction, evaluate
@@ -309,41 +310,46 @@ def _alert_message(row: dict) -> dict:
     return {k: value(v) for k, v in row.items()}
 
 
-def alerts_writer(path: str, bootstrap: str):
+def alerts_writer(path: str, bootstrap: str, topic: str = FRAUD_ALERTS_TOPIC):
     """foreachBatch: the batch's alerts into Delta exactly once, then onto the fraud-alerts topic.
 
     The stateful operator runs once per micro-batch: its few alerts are collected and written from
     the driver (no second evaluation of the batch), to Delta by Spark and to the topic by a
     kafka-python producer (a Spark job per batch for a handful of messages would cost more than
-    they take to send). A batch without alerts commits nothing. A batch replayed after a crash is
-    skipped by Delta (`txnAppId`/`txnVersion`) but sent to the topic again: the topic is at least
-    once, and `alert_id` (transaction and rule) identifies duplicates. `detected_at` is the same
-    instant in both.
+    they take to send). A batch without alerts commits nothing. `detected_at` is the same instant in
+    both.
+
+    Exactly once in Delta (`BatchLedger`): a replayed batch is skipped there and sent to the topic
+    again. The topic is at least once, and `alert_id` (transaction and rule) identifies duplicates.
     """
+    ledger = BatchLedger(path)
 
     def write(batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        marker = ledger.marker(spark, batch_id)
         rows = batch.collect()
         if not rows:
             return
         # pyspark hands timestamps to Python as naive local times, and reads them back the same way.
         detected_at = datetime.now()
         alerts = [{**row.asDict(), "detected_at": detected_at} for row in rows]
-        (
-            batch.sparkSession.createDataFrame(alerts, ALERT_WITH_DETECTION)
-            .withColumn("partition_date", F.to_date("event_ts"))
-            .coalesce(1)
-            .write.format("delta")
-            .mode("append")
-            .partitionBy("partition_date")
-            .option("txnAppId", DETECTION_QUERY)
-            .option("txnVersion", batch_id)
-            .save(path)
-        )
+        if marker is not None:
+            (
+                spark.createDataFrame(alerts, ALERT_WITH_DETECTION)
+                .withColumn("partition_date", F.to_date("event_ts"))
+                .coalesce(1)
+                .write.format("delta")
+                .mode("append")
+                .partitionBy("partition_date")
+                .option("userMetadata", marker)
+                .save(path)
+            )
+            ledger.committed(marker)
         producer = alert_producer(bootstrap)
         for alert in alerts:
             day = alert["event_ts"].astimezone(UTC).date()  # to_date(event_ts) in the UTC session
             message = _alert_message({**alert, "partition_date": day.isoformat()})
-            producer.send(FRAUD_ALERTS_TOPIC, key=alert["customer_id"], value=message)
+            producer.send(topic, key=alert["customer_id"], value=message)
         producer.flush()
 
     return write
@@ -365,24 +371,20 @@ def query_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[No
                 spark.conf.set(key, value)
 
 
-def start(
-    spark: SparkSession,
+def start_detection(
+    parsed: DataFrame,
     paths: StreamPaths,
     bootstrap: str,
     config: FraudConfig | None = None,
     trigger_s: float = 1.0,
-    parsed: DataFrame | None = None,
-    dead_letters_trigger_s: float = 30.0,
-) -> list[StreamingQuery]:
-    """Start both queries on `parsed` (the topic read and parsed, by default); they run until stopped."""
-    config = config or FraudConfig()
-    parsed = parsed if parsed is not None else parse(read_transactions(spark, bootstrap))
-    valid = parsed.where(F.col("error").isNull())
+) -> StreamingQuery:
+    """Start `fraud_detection` on `parsed` (the topic read and parsed); it runs until stopped."""
+    spark = parsed.sparkSession
     alerts = (
-        detector_input(valid)
+        detector_input(parsed.where(F.col("error").isNull()))
         .groupBy("bucket")
         .applyInPandasWithState(
-            detector(config, paths.profiles),
+            detector(config or FraudConfig(), paths.profiles),
             ALERT_SCHEMA,
             STATE_SCHEMA,
             "append",
@@ -392,22 +394,24 @@ def start(
     # State in STATE_PARTITIONS partitions, one per core: each costs a Python round trip per batch.
     # Read when the query first starts; the checkpoint keeps it from then on.
     with query_settings(spark, {"spark.sql.shuffle.partitions": str(STATE_PARTITIONS)}):
-        detection = (
+        return (
             alerts.writeStream.queryName(DETECTION_QUERY)
             .foreachBatch(alerts_writer(paths.alerts, bootstrap))
             .option("checkpointLocation", f"{paths.checkpoints}/detection")
             .trigger(processingTime=f"{trigger_s} seconds")
             .start()
         )
-    dead = (
+
+
+def start_dead_letters(parsed: DataFrame, paths: StreamPaths, trigger_s: float = 30.0) -> StreamingQuery:
+    """Start `fraud_dead_letters` on `parsed`: every message `parse` refused, with its reason."""
+    return (
         parsed.where(F.col("error").isNotNull())
         .select("raw_value", "error", "kafka_partition", "kafka_offset", "produced_at")
         .withColumn("partition_date", F.to_date("produced_at"))
         .writeStream.queryName(DEAD_LETTER_QUERY)
-        .format("delta")
-        .partitionBy("partition_date")
+        .foreachBatch(append_batches(paths.dead_letters, partition_by=["partition_date"]))
         .option("checkpointLocation", f"{paths.checkpoints}/dead_letters")
-        .trigger(processingTime=f"{dead_letters_trigger_s} seconds")
-        .start(paths.dead_letters)
+        .trigger(processingTime=f"{trigger_s} seconds")
+        .start()
     )
-    return [detection, dead]

@@ -15,8 +15,8 @@ drops and the live traffic:
 - `_ingested_at`: the micro-batch's time; `partition_date`: the event's day (of `transaction_ts`,
   read as silver reads it), or the day of the Kafka record's timestamp when the time does not parse.
 
-Exactly once: Kafka offsets live in the query's checkpoint (`checkpoints/ingestion`) and Delta's
-streaming sink commits each micro-batch with the query id and batch id in the same transaction, so a
+Exactly once: Kafka offsets live in the query's checkpoint (`checkpoints/ingestion`) and each
+micro-batch is committed with the query id and batch id in the same transaction (`BatchLedger`), so a
 micro-batch replayed after a crash is skipped, not appended twice.
 """
 
@@ -30,7 +30,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 
 from techmart_assets.bronze.ingest import METADATA_COLUMNS, STREAMED_PREFIX, columns_beyond_contract
-from techmart_assets.delta import PARTITION_COLUMN, check_compatible, is_delta_table
+from techmart_assets.delta import PARTITION_COLUMN, append_batches, check_compatible, is_delta_table
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.fraud import read_transactions
 
@@ -111,10 +111,8 @@ def start_ingestion(
     return (
         rows.coalesce(1)  # one file per micro-batch, not one per Kafka partition
         .writeStream.queryName(INGESTION_QUERY)
-        .format("delta")
-        .outputMode("append")
+        .foreachBatch(append_batches(bronze_transactions_path, options={"mergeSchema": "true"}))
         .option("checkpointLocation", checkpoint)
-        .option("mergeSchema", "true")
         .trigger(processingTime=f"{trigger_s} seconds")
-        .start(bronze_transactions_path)
+        .start()
     )

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
-from techmart_assets.delta import is_delta_table
+from techmart_assets.delta import append_batches, is_delta_table
 
 LIVE_SALES_QUERY = "live_sales_by_minute"
 WATERMARK = "1 minute"
@@ -64,10 +64,9 @@ def start_live_sales(
     return (
         sales_by_minute(parsed, categories)
         .writeStream.queryName(LIVE_SALES_QUERY)
-        .format("delta")
-        .outputMode("append")
-        .partitionBy("partition_date")
+        .outputMode("append")  # a minute is written once the watermark has passed it
+        .foreachBatch(append_batches(path, partition_by=["partition_date"]))
         .option("checkpointLocation", checkpoint)
         .trigger(processingTime=f"{trigger_s} seconds")
-        .start(path)
+        .start()
     )

@@ -129,16 +129,14 @@ class StreamRunner:
         # A query runs its batches in the scheduler pool that was set when it started.
         context = self.spark.sparkContext
         context.setLocalProperty(POOL, FRAUD_POOL)
-        self.queries = fraud.start(
-            self.spark,
-            tables.fraud,
-            self.bootstrap,
-            options.fraud,
-            options.detection_trigger_s,
-            parsed,
-            options.dead_letters_trigger_s,
-        )
+        self.queries = [
+            fraud.start_detection(
+                parsed, tables.fraud, self.bootstrap, options.fraud, options.detection_trigger_s
+            )
+        ]
+        # The other queries' tasks must not hold the cores detection's next batch needs.
         context.setLocalProperty(POOL, BACKGROUND_POOL)
+        self.queries.append(fraud.start_dead_letters(parsed, tables.fraud, options.dead_letters_trigger_s))
         if options.ingestion:
             self.queries.append(
                 start_ingestion(
