@@ -122,19 +122,29 @@ QUERY_ID_PROPERTY = "sql.streaming.queryId"
 HISTORY_LOOKBACK = 100
 
 
-def batch_marker(query_id: str, batch_id: int) -> str:
-    """A commit's `userMetadata`: which streaming query's which micro-batch the commit holds."""
-    return json.dumps({"query_id": query_id, "batch_id": batch_id}, separators=(",", ":"))
+@dataclass(frozen=True)
+class BatchMarker:
+    """Which streaming query's which micro-batch a commit holds (in its `userMetadata`)."""
+
+    query_id: str
+    batch_id: int
+
+    @property
+    def metadata(self) -> str:
+        return json.dumps({"query_id": self.query_id, "batch_id": self.batch_id}, separators=(",", ":"))
 
 
-def _batch_of(metadata: str | None, query_id: str) -> int | None:
-    try:
-        marker = json.loads(metadata) if metadata else None
-    except ValueError:  # a commit of another writer
-        return None
-    if isinstance(marker, dict) and marker.get("query_id") == query_id:
-        return int(marker["batch_id"])
-    return None
+def _batches_of(commits: list, query_id: str) -> list[int]:
+    """The micro-batches of `query_id` among commits (rows with `userMetadata`)."""
+    batches = []
+    for (metadata,) in commits:
+        try:
+            marker = json.loads(metadata) if metadata else None
+        except ValueError:  # a commit of another writer
+            continue
+        if isinstance(marker, dict) and marker.get("query_id") == query_id:
+            batches.append(int(marker["batch_id"]))
+    return batches
 
 
 def last_committed_batch(spark: SparkSession, path: str, query_id: str) -> int:
@@ -142,19 +152,18 @@ def last_committed_batch(spark: SparkSession, path: str, query_id: str) -> int:
     if not is_delta_table(spark, path):
         return -1
     table = DeltaTable.forPath(spark, path)
-    for limit in (HISTORY_LOOKBACK, None):  # the whole history only if the latest commits hold none
-        commits = table.history(limit).select("userMetadata").collect()
-        batches = [b for (metadata,) in commits if (b := _batch_of(metadata, query_id)) is not None]
-        if batches or limit is None or len(commits) < limit:
-            return max(batches, default=-1)
-    return -1
+    commits = table.history(HISTORY_LOOKBACK).select("userMetadata").collect()
+    batches = _batches_of(commits, query_id)
+    if not batches and len(commits) == HISTORY_LOOKBACK:  # only others' latest commits: look further
+        batches = _batches_of(table.history().select("userMetadata").collect(), query_id)
+    return max(batches, default=-1)
 
 
 class BatchLedger:
     """Exactly-once appends of a streaming query's micro-batches to one Delta table, in foreachBatch.
 
     Each commit's `userMetadata` names the query (its id, kept in the checkpoint) and the micro-batch
-    (`batch_marker`). After a restart, the first batch looks up the last one the query committed;
+    (`BatchMarker`). After a restart, the first batch looks up the last one the query committed;
     from then on the ledger remembers it. A replayed batch (the last one, when the process died
     between the Delta commit and the checkpoint's) gets no marker: it is skipped. Delta's own
     `txnAppId`/`txnVersion` (and its streaming sink, which uses them) do the same, but Delta 3.3
@@ -166,19 +175,28 @@ class BatchLedger:
         self.path = path
         self._last: dict[str, int] = {}  # query id -> its last micro-batch in the table
 
-    def marker(self, spark: SparkSession, batch_id: int) -> str | None:
-        """The `userMetadata` to commit this micro-batch with, or None when the table holds it already."""
+    def marker(self, spark: SparkSession, batch_id: int) -> BatchMarker | None:
+        """The marker to commit this micro-batch with, or None when the table holds it already."""
         query_id = spark.sparkContext.getLocalProperty(QUERY_ID_PROPERTY)
         if query_id is None:
             raise RuntimeError(f"a BatchLedger writes streaming micro-batches ({QUERY_ID_PROPERTY} unset)")
         if query_id not in self._last:
             self._last[query_id] = last_committed_batch(spark, self.path, query_id)
-        return batch_marker(query_id, batch_id) if batch_id > self._last[query_id] else None
+        return BatchMarker(query_id, batch_id) if batch_id > self._last[query_id] else None
 
-    def committed(self, marker: str) -> None:
-        """Record that the commit carrying `marker` succeeded."""
-        batch = json.loads(marker)
-        self._last[batch["query_id"]] = batch["batch_id"]
+    def append(
+        self,
+        frame: DataFrame,
+        marker: BatchMarker,
+        partition_by: Sequence[str] = (),
+        options: dict[str, str] | None = None,
+    ) -> None:
+        """Append `frame` to the table in one commit carrying `marker`, and remember it."""
+        writer = frame.write.format("delta").mode("append").options(**(options or {}))
+        if partition_by:
+            writer = writer.partitionBy(*partition_by)
+        writer.option("userMetadata", marker.metadata).save(self.path)
+        self._last[marker.query_id] = marker.batch_id
 
 
 def append_batches(
@@ -189,12 +207,7 @@ def append_batches(
 
     def write(batch: DataFrame, batch_id: int) -> None:
         marker = ledger.marker(batch.sparkSession, batch_id)
-        if marker is None:
-            return
-        writer = batch.write.format("delta").mode("append").options(**(options or {}))
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
-        writer.option("userMetadata", marker).save(path)
-        ledger.committed(marker)
+        if marker is not None:
+            ledger.append(batch, marker, partition_by, options)
 
     return write

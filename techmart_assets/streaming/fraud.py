@@ -334,17 +334,10 @@ def alerts_writer(path: str, bootstrap: str, topic: str = FRAUD_ALERTS_TOPIC):
         detected_at = datetime.now()
         alerts = [{**row.asDict(), "detected_at": detected_at} for row in rows]
         if marker is not None:
-            (
-                spark.createDataFrame(alerts, ALERT_WITH_DETECTION)
-                .withColumn("partition_date", F.to_date("event_ts"))
-                .coalesce(1)
-                .write.format("delta")
-                .mode("append")
-                .partitionBy("partition_date")
-                .option("userMetadata", marker)
-                .save(path)
+            frame = spark.createDataFrame(alerts, ALERT_WITH_DETECTION).withColumn(
+                "partition_date", F.to_date("event_ts")
             )
-            ledger.committed(marker)
+            ledger.append(frame.coalesce(1), marker, partition_by=["partition_date"])
         producer = alert_producer(bootstrap)
         for alert in alerts:
             day = alert["event_ts"].astimezone(UTC).date()  # to_date(event_ts) in the UTC session
