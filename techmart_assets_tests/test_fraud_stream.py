@@ -93,6 +93,8 @@ def test_a_replayed_batch_lands_in_delta_once(
         context.setLocalProperty(QUERY_ID_PROPERTY, None)
     written = spark.read.format("delta").load(path).groupBy("transaction_id").count().collect()
     assert {r.transaction_id: r["count"] for r in written} == {"T1": 1, "T2": 1, "T3": 1, "T4": 1}
+    properties = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first().properties
+    assert properties["delta.checkpointInterval"] == str(fraud.ALERTS_CHECKPOINT_INTERVAL)
     assert last_committed_batch(spark, path, "query-1") == 3
     assert last_committed_batch(spark, path, "query-2") == 0
     assert last_committed_batch(spark, path, "query-3") == -1
@@ -134,6 +136,15 @@ def test_each_bad_message_gets_its_reason(spark: SparkSession) -> None:
     assert errors["bad_time"].startswith("transaction_ts is not an ISO-8601")
     assert errors["text_amount"].startswith("total_amount is missing, not a number")
     assert errors["negative"].startswith("total_amount is missing, not a number or not positive")
+
+
+def test_a_message_is_parsed_once_whatever_filters_follow(spark: SparkSession) -> None:
+    """The optimizer must not copy the JSON parse into the filter on `error` (ten fields, ten parses)."""
+    frame = spark.createDataFrame([], "value binary, partition int, offset long, timestamp timestamp")
+    valid = fraud.detector_input(fraud.parse(frame).where(F.col("error").isNull()))
+    dead = fraud.parse(frame).where(F.col("error").isNotNull())
+    for query in (valid, dead):
+        assert query._jdf.queryExecution().optimizedPlan().toString().count("from_json(") == 1
 
 
 def scenarios(base: datetime) -> tuple[list[dict], set[tuple[str, str]]]:

@@ -98,6 +98,7 @@ def start_ingestion(
     checkpoint: str,
     bootstrap: str,
     trigger_s: float = 5.0,
+    tasks: int | None = None,
 ) -> StreamingQuery:
     """Start the `bronze_ingestion` query; it runs until stopped and resumes from `checkpoint`.
 
@@ -106,10 +107,11 @@ def start_ingestion(
     here, before anything is written.
     """
     extra_columns = table_extra_columns(spark, bronze_transactions_path)
-    rows = to_bronze(read_transactions(spark, bootstrap), extra_columns)
+    rows = to_bronze(read_transactions(spark, bootstrap, tasks=tasks), extra_columns)
     check_compatible(rows, bronze_transactions_path)
     return (
-        rows.coalesce(1)  # one file per micro-batch, not one per Kafka partition
+        # One file per micro-batch, not one per read task: the parsing runs in the read's tasks.
+        rows.repartition(1)
         .writeStream.queryName(INGESTION_QUERY)
         .foreachBatch(append_batches(bronze_transactions_path, options={"mergeSchema": "true"}))
         .option("checkpointLocation", checkpoint)

@@ -32,6 +32,8 @@ from techmart_assets.streaming.rules import FraudConfig
 
 log = logging.getLogger(__name__)
 HEALTH_FILE = "stream_health.json"
+# Tasks per micro-batch of the queries beside detection (Kafka's `minPartitions`).
+BACKGROUND_TASKS = 12
 POOL = "spark.scheduler.pool"  # the pools are in techmart_assets/spark_pools.xml
 FRAUD_POOL = "fraud"
 BACKGROUND_POOL = "background"
@@ -126,6 +128,8 @@ class StreamRunner:
     def start(self) -> list[StreamingQuery]:
         options, tables = self.options, self.tables
         parsed = fraud.parse(fraud.read_transactions(self.spark, self.bootstrap))
+        # The other queries read in short tasks: a core they hold is free again soon for detection.
+        background = fraud.parse(fraud.read_transactions(self.spark, self.bootstrap, tasks=BACKGROUND_TASKS))
         # A query runs its batches in the scheduler pool that was set when it started.
         context = self.spark.sparkContext
         context.setLocalProperty(POOL, FRAUD_POOL)
@@ -136,7 +140,9 @@ class StreamRunner:
         ]
         # The other queries' tasks must not hold the cores detection's next batch needs.
         context.setLocalProperty(POOL, BACKGROUND_POOL)
-        self.queries.append(fraud.start_dead_letters(parsed, tables.fraud, options.dead_letters_trigger_s))
+        self.queries.append(
+            fraud.start_dead_letters(background, tables.fraud, options.dead_letters_trigger_s)
+        )
         if options.ingestion:
             self.queries.append(
                 start_ingestion(
@@ -145,6 +151,7 @@ class StreamRunner:
                     f"{tables.checkpoints}/ingestion",
                     self.bootstrap,
                     options.ingestion_trigger_s,
+                    BACKGROUND_TASKS,
                 )
             )
         if options.live_sales:
@@ -152,7 +159,7 @@ class StreamRunner:
             with fraud.query_settings(self.spark, state_partitions):
                 self.queries.append(
                     start_live_sales(
-                        parsed,
+                        background,
                         product_categories(self.spark, tables.table("silver", "products")),
                         tables.table("gold", "live_sales_by_minute"),
                         f"{tables.checkpoints}/live_sales",
