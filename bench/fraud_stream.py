@@ -3,9 +3,9 @@
 For each rate, on a fresh broker of the project and a fresh lakehouse: the streaming job's queries
 (fraud detection, dead letters, bronze ingestion, live sales: what the `fraud_stream` job runs) are
 started and warmed up with `--warmup` seconds of traffic at the rate (not measured: the job is a
-long-running one, measured in its steady state), then `techmart stream`'s traffic (the reference
-data set's customers, one generated day with its fraud scenarios) is sent at the rate for
-`--duration` seconds.
+long-running one, measured in its steady state, once detection has caught up with the warm-up),
+then `techmart stream`'s traffic (the reference data set's customers, one generated day with its
+fraud scenarios) is sent at the rate for `--duration` seconds.
 
 Printed per rate:
 - the rate achieved by the producer;
@@ -95,6 +95,19 @@ def commit_times(spark: SparkSession, path: str):
     )
 
 
+def caught_up(detection, bootstrap: str, timeout_s: float = 300.0) -> None:
+    """Wait until detection has read everything on the topic and is idle (at most `timeout_s`)."""
+    ends = sum(broker.end_offsets(bootstrap, broker.TRANSACTIONS_TOPIC).values())
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        read = progress_summary(detection)["end_offset"] or {}
+        done = sum(int(v) for v in (read.get(broker.TRANSACTIONS_TOPIC) or {}).values())
+        if done >= ends and not detection.status["isTriggerActive"]:
+            return
+        time.sleep(1)
+    print(f"   detection had not read the {ends:,} messages on the topic after {timeout_s:.0f} s")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
@@ -133,19 +146,14 @@ def run_rate(
         try:
             while not all(q.lastProgress for q in runner.queries):
                 time.sleep(0.5)
+            detection = runner.queries[0]
             producer.send(warm, config.bootstrap, rate)
+            # A cold session is slower: the measured traffic starts once the warm-up is caught up.
+            caught_up(detection, config.bootstrap)
             started, measured_from = time.perf_counter(), time.time()
             result = producer.send(planned, config.bootstrap, rate)
             achieved = result.sent / (time.perf_counter() - started)
-            ends = sum(broker.end_offsets(config.bootstrap, broker.TRANSACTIONS_TOPIC).values())
-            deadline = time.time() + 300
-            detection = runner.queries[0]
-            while time.time() < deadline:  # until detection has read everything and is idle
-                read = progress_summary(detection)["end_offset"] or {}
-                done = sum(int(v) for v in (read.get(broker.TRANSACTIONS_TOPIC) or {}).values())
-                if done >= ends and not detection.status["isTriggerActive"]:
-                    break
-                time.sleep(1)
+            caught_up(detection, config.bootstrap)
             progress = [p for p in detection.recentProgress if p["numInputRows"]]
             batches = [p["durationMs"]["triggerExecution"] for p in progress]
             stages = (

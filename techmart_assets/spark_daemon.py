@@ -1,4 +1,4 @@
-"""Spark's Python worker daemon (`pyspark.daemon`), with one fix for Python 3.11.
+"""Spark's Python worker daemon (`pyspark.daemon`), with one fix for Python 3.11 and one for the logs.
 
 Before every task a Spark Python worker calls `importlib.invalidate_caches()`. On Python 3.11 that
 makes every zip importer on `sys.path` read its archive's whole directory again; Spark puts its own
@@ -7,10 +7,15 @@ makes every zip importer on `sys.path` read its archive's whole directory again;
 made this lazy (CPython gh-103200). Here an importer re-reads its archive only when the file
 changed (size or modification time), which keeps the cache correct and the task fast.
 
+pyspark's own step that hands `applyInPandasWithState` its groups concatenates empty pandas
+frames, which pandas warns about (a `FutureWarning` from `pyspark/sql/pandas/serializers.py`) in
+every micro-batch of the fraud detection: the workers, forked from this daemon, do not print it.
+
 Spark starts it instead of `pyspark.daemon` through `spark.python.daemon.module` (resources.py).
 """
 
 import os
+import warnings
 import zipimport
 
 from pyspark import daemon
@@ -31,6 +36,7 @@ def _invalidate_if_changed(self: zipimport.zipimporter) -> None:
 
 
 zipimport.zipimporter.invalidate_caches = _invalidate_if_changed
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyspark\.sql\.pandas\.serializers")
 
 if __name__ == "__main__":
     daemon.manager()
