@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import random
 import socket
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -61,16 +62,37 @@ def table(spark: SparkSession, root: Path, layer: str, name: str) -> DataFrame:
     return spark.read.format("delta").load(str(root / layer / name))
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range for the local ports of outgoing connections (Linux; its default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("localhost", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port_pair() -> int:
-    """A free port whose next port is free too (the broker's controller listens on port + 1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("localhost", 0))
-            port = s.getsockname()[1]
-        with socket.socket() as s:
-            if s.connect_ex(("localhost", port + 1)) != 0:
-                return port
-    raise RuntimeError("no free port pair")
+    """A free port whose next port is free too (the broker's controller listens on port + 1).
+
+    Taken outside the kernel's ephemeral range: a port from it can become the local end of any
+    outgoing connection (Spark's, a Kafka client's) between this check and the broker's bind, and
+    the broker then fails with "Address already in use".
+    """
+    low, high = _ephemeral_ports()
+    candidates = range(10_000, low - 1) if low > 10_002 else range(high + 1, 65_534)
+    for port in random.sample(candidates, 100):
+        if _bindable(port) and _bindable(port + 1):
+            return port
+    raise RuntimeError("no free port pair outside the ephemeral range")
 
 
 def message(
