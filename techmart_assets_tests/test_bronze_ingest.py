@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pytest
 from pyspark.sql import SparkSession
 
-from techmart_assets.bronze.drops import group_by_header, list_drops
+from techmart_assets.bronze import drops as drops_module
+from techmart_assets.bronze.drops import data_lines, group_by_header, list_drops
 from techmart_assets.bronze.ingest import METADATA_COLUMNS, read_source_drops
 from techmart_assets.delta import days_predicate
 from techmart_assets.sources import TRANSACTIONS, WEB_EVENTS
@@ -78,6 +80,26 @@ def test_truncated_json_line_is_kept_with_its_raw_text(spark: SparkSession, tmp_
     assert [r.event_id for r in rows] == [None, "E1"]
     assert rows[0]._raw_line == truncated and rows[0]._parse_error == "line is not a complete JSON object"
     assert rows[1].customer_id is None and rows[1].product_id is None and rows[1]._parse_error is None
+
+
+@pytest.mark.parametrize("chunk_bytes", [7, drops_module._CHUNK_BYTES])
+def test_data_lines_counts_what_the_readers_keep_whatever_the_line_endings(
+    spark: SparkSession, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    """The drop_fully_landed check's own count: blank and whitespace-only lines are not rows, a last
+    line without a newline is, CRLF is one line ending, and a line cut by a read chunk counts once."""
+    monkeypatch.setattr(drops_module, "_CHUNK_BYTES", chunk_bytes)
+    csv_lines = [HEADER, GOOD, "", GOOD.replace("T1", "T2"), "  \t ", "T3,C1,P1,1", ""]
+    _write(tmp_path, "transactions", "2024-01-01", "a.csv", "\r\n".join(csv_lines))
+    _write(tmp_path, "transactions", "2024-01-02", "b.csv", f"{HEADER}\n{GOOD.replace('T1', 'T4')}")
+    event = '{"event_id": "E%d", "session_id": "S1", "event_type": "page_view"}'
+    _write(tmp_path, "web_events", "2024-01-01", "w.jsonl", f"{event % 1}\n\n   \n{event % 2}\n" + event % 3)
+
+    for source, header_lines in ((TRANSACTIONS, 1), (WEB_EVENTS, 0)):
+        root = str(tmp_path / source.name)
+        files = list_drops(root, source.extension, date(2024, 1, 1), date(2024, 1, 2), header_lines == 1)
+        rows = read_source_drops(spark, source, group_by_header(files)).count()
+        assert data_lines(files, header_lines) == rows == (4 if source is TRANSACTIONS else 3)
 
 
 def test_drops_outside_the_window_and_empty_files_are_not_listed(tmp_path: Path) -> None:

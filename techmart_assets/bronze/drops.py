@@ -11,6 +11,7 @@ from pyarrow import fs
 
 _DAY_FOLDER = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _HEADER_BYTES = 64 * 1024
+_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,24 @@ def list_drops(
                 header = read_header(filesystem, f.path) if with_header else None
                 drops.append(DropFile(day=day, path=f"{prefix}{f.path}", header=header))
     return sorted(drops, key=lambda d: (d.day, d.path))
+
+
+def data_lines(drops: list[DropFile], header_lines: int) -> int:
+    """Non-blank lines of the drop files, headers excepted, counted without any parser.
+
+    A line of only whitespace is blank, as Spark's CSV and JSON readers skip it.
+    """
+    total = 0
+    for drop in drops:
+        filesystem, inner, _ = _filesystem(drop.path)
+        carry = b""
+        with filesystem.open_input_stream(inner) as stream:
+            while block := stream.read(_CHUNK_BYTES):
+                lines = (carry + block).split(b"\n")
+                carry = lines.pop()
+                total += sum(1 for line in lines if line.strip())
+        total += 1 if carry.strip() else 0
+    return total - header_lines * len(drops)
 
 
 def group_by_header(drops: list[DropFile]) -> dict[tuple[str, ...], list[str]]:
