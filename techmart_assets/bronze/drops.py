@@ -63,11 +63,14 @@ def data_lines(drops: list[DropFile], header_lines: int) -> int:
 
     A line of only whitespace is blank, as Spark's CSV and JSON readers skip it.
     """
+    if not drops:
+        return 0
+    # One listing's drops share a filesystem: resolve it once, not per file (a remote one is a client).
+    filesystem, _, prefix = _filesystem(drops[0].path)
     total = 0
     for drop in drops:
-        filesystem, inner, _ = _filesystem(drop.path)
         carry = b""
-        with filesystem.open_input_stream(inner) as stream:
+        with filesystem.open_input_stream(drop.path.removeprefix(prefix)) as stream:
             while block := stream.read(_CHUNK_BYTES):
                 lines = (carry + block).split(b"\n")
                 carry = lines.pop()
