@@ -74,6 +74,7 @@ bench: setup  ## the benchmarks in bench/ (ratios against a baseline measured in
 	$(BIN)/python -m bench.silver_backfill
 	$(BIN)/python -m bench.gold_build
 	$(BIN)/python -m bench.fraud_stream
+	$(BIN)/python -m bench.event_storage
 
 clean:  ## remove the generated lakehouse and the Dagster instance (keeps venv and jars)
 	rm -rf lakehouse $(DAGSTER_HOME) spark-warehouse metastore_db dbt_project/target dbt_project/logs

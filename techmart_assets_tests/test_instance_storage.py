@@ -1,0 +1,115 @@
+"""The project instance's event log storage keeps SQLite connections open and records what Dagster's
+own SQLite storage would: the same files, readable by the stock class, and live run logs still live."""
+
+import os
+import queue
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+from techmart_assets.instance_storage import OPEN_SHARDS, PooledSqliteEventLogStorage
+from techmart_assets.settings import PROJECT_ROOT
+
+DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-11")
+
+
+def _log(run_id: str, message: str) -> dg.EventLogEntry:
+    return dg.EventLogEntry(
+        error_info=None,
+        level="INFO",
+        user_message=message,
+        run_id=run_id,
+        timestamp=time.time(),
+        step_key=None,
+        job_name=None,
+        dagster_event=None,
+    )
+
+
+@pytest.fixture
+def project_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A Dagster home as `make setup` makes it: the project's dagster.yaml, DAGSTER_HOME pointing to it."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+def test_a_range_run_on_the_project_instance_is_read_back_by_dagster_s_own_storage(
+    project_home: Path,
+) -> None:
+    @dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+    def days(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata={"days": len(context.partition_keys)})
+
+    with dg.DagsterInstance.get() as instance:
+        storage = instance.event_log_storage
+        assert isinstance(storage, PooledSqliteEventLogStorage)
+        assert Path(storage._base_dir) == project_home / "history" / "runs"  # Dagster's own location
+        tags = {
+            "dagster/asset_partition_range_start": "2024-01-01",
+            "dagster/asset_partition_range_end": "2024-01-10",
+        }
+        result = dg.materialize([days], instance=instance, tags=tags)
+        assert result.success
+
+    # Another process with Dagster's stock class (the webserver of an older dagster.yaml) sees it all.
+    stock = SqliteEventLogStorage(str(project_home / "history" / "runs"))
+    expected = {f"2024-01-{d:02d}" for d in range(1, 11)}
+    assert stock.get_materialized_partitions(dg.AssetKey("days")) == expected
+    records = stock.get_records_for_run(result.run_id, limit=1_000).records
+    kinds = Counter(
+        r.event_log_entry.dagster_event_type for r in records if r.event_log_entry.is_dagster_event
+    )
+    assert kinds[dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED] == 10
+    assert kinds[dg.DagsterEventType.ASSET_MATERIALIZATION] == 10
+    assert kinds[dg.DagsterEventType.RUN_SUCCESS] == 1
+    latest = stock.get_latest_materialization_events([dg.AssetKey("days")])[dg.AssetKey("days")]
+    assert latest is not None and latest.asset_materialization.metadata["days"].value == 10
+
+
+def test_a_run_watcher_sees_every_event_as_it_is_written(tmp_path: Path) -> None:
+    """The webserver's live log of a run: with the connection kept open, writes land in the run
+    shard's write-ahead log, not in its database file, and the watcher must still wake up."""
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    seen: queue.Queue[str] = queue.Queue()
+    storage.store_event(_log("run-1", "before the watch"))
+    storage.watch("run-1", None, lambda entry, _cursor: seen.put(entry.user_message))
+    received: list[str] = []
+    try:
+        for i in range(5):
+            storage.store_event(_log("run-1", f"event {i}"))
+            while len(received) < i + 2:  # the first wake-up also reads what came before the watch
+                try:
+                    received.append(seen.get(timeout=10))
+                except queue.Empty:
+                    pytest.fail(f"the watcher missed event {i}; it saw {received}")
+    finally:
+        storage.dispose()
+    assert received == ["before the watch", *(f"event {i}" for i in range(5))]
+
+
+def test_only_the_most_recent_shards_stay_open(tmp_path: Path) -> None:
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    runs = [f"run-{i}" for i in range(OPEN_SHARDS + 4)]
+    try:
+        for run_id in runs:
+            storage.store_event(_log(run_id, f"hello from {run_id}"))
+        fds = Path("/proc/self/fd")
+        open_files = {os.path.realpath(fd) for fd in fds.iterdir() if os.path.exists(fd)}
+        open_shards = {Path(f).name.split(".")[0] for f in open_files if Path(f).parent == tmp_path}
+        # The most recent runs (and the index shard, when it was used): no more than the bound.
+        assert runs[-1] in open_shards and runs[0] not in open_shards
+        assert len(open_shards) <= OPEN_SHARDS
+        assert open_shards <= {"index", *runs[-OPEN_SHARDS:]}
+        for run_id in runs:  # nothing written to a closed shard is lost
+            messages = [r.event_log_entry.user_message for r in storage.get_records_for_run(run_id).records]
+            assert messages == [f"hello from {run_id}"]
+    finally:
+        storage.dispose()
