@@ -22,6 +22,7 @@ Because writes now stay in a run shard's `-wal` file until SQLite checkpoints it
 
 from __future__ import annotations
 
+import atexit
 import os
 import weakref
 from collections import OrderedDict
@@ -70,6 +71,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         # opens its own. Dagster's executors spawn, but a user's code may fork.
         forget = weakref.WeakMethod(self._forget_engines_after_fork)
         os.register_at_fork(after_in_child=lambda: (method := forget()) and method())
+        # Closing the last connection checkpoints a shard into its database file and removes its
+        # write-ahead log; a process that exits without disposing its instance still does it.
+        close = weakref.WeakMethod(self._close_at_exit)
+        atexit.register(lambda: (method := close()) and method())
 
     @classmethod
     def config_type(cls) -> dict[str, Field]:
@@ -108,6 +113,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         while len(self._engines) > OPEN_SHARDS:
             self._engines.popitem(last=False)[1].dispose()
         return engine
+
+    def _close_at_exit(self) -> None:
+        with self._db_lock:
+            self._dispose_engines()
 
     def _dispose_engines(self) -> None:
         while self._engines:

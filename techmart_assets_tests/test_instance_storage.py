@@ -4,6 +4,8 @@ own SQLite storage would: the same files, readable by the stock class, and live 
 import os
 import queue
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -113,3 +115,21 @@ def test_only_the_most_recent_shards_stay_open(tmp_path: Path) -> None:
             assert messages == [f"hello from {run_id}"]
     finally:
         storage.dispose()
+
+
+def test_a_process_that_exits_leaves_its_shards_checkpointed(tmp_path: Path) -> None:
+    """Without disposing its instance (as scripts do), a process's last connection still closes at
+    exit: the events are in the database files and no write-ahead log is left behind."""
+    script = (
+        "import sys, time\n"
+        "from dagster import EventLogEntry\n"
+        "from techmart_assets.instance_storage import PooledSqliteEventLogStorage\n"
+        "storage = PooledSqliteEventLogStorage(sys.argv[1])\n"
+        "storage.store_event(EventLogEntry(error_info=None, level='INFO', user_message='bye', run_id='run-x',"
+        " timestamp=time.time(), step_key=None, job_name=None, dagster_event=None))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, timeout=120)
+    assert (tmp_path / "run-x.db").exists()
+    assert not list(tmp_path.glob("*.db-wal")), sorted(p.name for p in tmp_path.iterdir())
+    stock = SqliteEventLogStorage(str(tmp_path))
+    assert [r.event_log_entry.user_message for r in stock.get_records_for_run("run-x").records] == ["bye"]
