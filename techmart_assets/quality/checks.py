@@ -7,7 +7,7 @@ Assets evaluate them right after their write, on the days they wrote, and declar
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -45,21 +45,46 @@ def unique_key(frame: DataFrame, key: str, check: str = "unique_key") -> dg.Asse
     return dg.AssetCheckResult(check_name=check, passed=found == 0, metadata=metadata)
 
 
-def not_null(frame: DataFrame, columns: Sequence[str], check: str = "keys_not_null") -> dg.AssetCheckResult:
-    nulls = frame.agg(*[F.count_if(F.col(c).isNull()).alias(c) for c in columns]).first().asDict()
-    return dg.AssetCheckResult(
-        check_name=check, passed=not any(nulls.values()), metadata={f"null_{c}": n for c, n in nulls.items()}
-    )
+@dataclass(frozen=True)
+class RowRule:
+    """A row-level check: the rows meeting `violation` fail it, and a few of them (their `show`
+    columns) are its examples."""
+
+    check: str
+    violation: Column
+    show: Sequence[str]
 
 
-def rows_where(frame: DataFrame, violation: Column, check: str, show: Sequence[str]) -> dg.AssetCheckResult:
-    """Passes when no row meets `violation`; shows a few that do."""
-    bad = frame.where(violation)
-    found = bad.count()
-    metadata: dict[str, object] = {"violations": found}
-    if found:
-        metadata["examples"] = _examples(bad, show)
-    return dg.AssetCheckResult(check_name=check, passed=found == 0, metadata=metadata)
+def row_checks(
+    frame: DataFrame,
+    not_null: Sequence[str],
+    rules: Sequence[RowRule],
+    totals: Mapping[str, Column] | None = None,
+) -> tuple[list[dg.AssetCheckResult], dict[str, int]]:
+    """`keys_not_null` over the `not_null` columns and each rule's check, counted in one pass over
+    `frame` (one Spark job, not one per check), with the caller's `totals` (named aggregates such
+    as the row count) in the same pass. Examples are read only for a rule that fails."""
+    totals = dict(totals or {})
+    counts = frame.agg(
+        *[F.count_if(F.col(c).isNull()).alias(f"null_{i}") for i, c in enumerate(not_null)],
+        *[F.count_if(rule.violation).alias(f"rule_{i}") for i, rule in enumerate(rules)],
+        *[column.alias(f"total_{i}") for i, column in enumerate(totals.values())],
+    ).first()
+    nulls = {c: counts[f"null_{i}"] for i, c in enumerate(not_null)}
+    results = [
+        dg.AssetCheckResult(
+            check_name="keys_not_null",
+            passed=not any(nulls.values()),
+            metadata={f"null_{c}": n for c, n in nulls.items()},
+        )
+    ]
+    for i, rule in enumerate(rules):
+        found = counts[f"rule_{i}"]
+        metadata: dict[str, object] = {"violations": found}
+        if found:
+            metadata["examples"] = _examples(frame.where(rule.violation), rule.show)
+        results.append(dg.AssetCheckResult(check_name=rule.check, passed=found == 0, metadata=metadata))
+    return results, {name: counts[f"total_{i}"] for i, name in enumerate(totals)}
 
 
 def reconciliation(bronze_rows: int, parts: dict[str, int]) -> dg.AssetCheckResult:

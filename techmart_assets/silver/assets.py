@@ -26,7 +26,7 @@ from techmart_assets.delta import (
 )
 from techmart_assets.partitions import daily_partitions, run_days
 from techmart_assets.quality import checks
-from techmart_assets.quality.checks import CheckSpec
+from techmart_assets.quality.checks import CheckSpec, RowRule
 from techmart_assets.resources import LakehouseResource
 from techmart_assets.silver.batch import SilverBatch, release
 from techmart_assets.silver.dimensions import (
@@ -296,7 +296,8 @@ class BatchTable:
     required: tuple[str, ...]
     build: Callable[[Tables, DataFrame], SilverBatch]
     checks: list[CheckSpec]
-    extra_checks: Callable[[DataFrame], list[dg.AssetCheckResult]] = lambda written: []
+    # Columns are built when the asset runs (PySpark needs its SparkContext for them).
+    extra_rules: Callable[[], list[RowRule]] = list
 
 
 def materialize_batch(
@@ -313,35 +314,29 @@ def materialize_batch(
     *commits, written, quarantine = write_batch(tables, source, batch)
     release(batch.persisted)
     whole = tables.spark.read.format("delta").load(tables.path("silver", source.name))
-    table_checks = [
-        checks.unique_key(whole, source.key),
-        checks.not_null(written, spec.required),
-        checks.rows_where(
-            written,
-            F.to_date(spec.event_time) != F.col(PARTITION_COLUMN),
-            INSIDE_DAY.name,
-            [source.key, spec.event_time, PARTITION_COLUMN],
-        ),
-        *spec.extra_checks(written),
-    ]
+    inside_day = RowRule(
+        INSIDE_DAY.name,
+        F.to_date(spec.event_time) != F.col(PARTITION_COLUMN),
+        [source.key, spec.event_time, PARTITION_COLUMN],
+    )
+    row_results, _ = checks.row_checks(written, spec.required, [inside_day, *spec.extra_rules()])
+    table_checks = [checks.unique_key(whole, source.key), *row_results]
     yield from batch_results(
         context, tables, source, bronze, written, quarantine, tuple(commits), table_checks
     )
 
 
-def transaction_checks(written: DataFrame) -> list[dg.AssetCheckResult]:
+def transaction_rules() -> list[RowRule]:
     amount = F.col("total_amount")
     return [
-        checks.rows_where(
-            written,
-            (amount <= 0) | (amount > MAX_PLAUSIBLE_AMOUNT_MAD),
+        RowRule(
             "amount_in_range",
+            (amount <= 0) | (amount > MAX_PLAUSIBLE_AMOUNT_MAD),
             ["transaction_id", "total_amount"],
         ),
-        checks.rows_where(
-            written,
-            F.col("customer_sk").isNull() | F.col("product_sk").isNull(),
+        RowRule(
             "references_found_as_of",
+            F.col("customer_sk").isNull() | F.col("product_sk").isNull(),
             ["transaction_id", "customer_id", "product_id"],
         ),
     ]
@@ -364,7 +359,7 @@ SILVER_TRANSACTIONS = BatchTable(
             "references_found_as_of", "every customer and product has a version at the sale's time", True
         ),
     ],
-    extra_checks=transaction_checks,
+    extra_rules=transaction_rules,
 )
 
 SILVER_WEB_EVENTS = BatchTable(
@@ -454,6 +449,18 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
         rules = by_rule(quarantine)
         bronze_rows = bronze_days.count()
         table = tables.spark.read.format("delta").load(path)
+        row_results, totals = checks.row_checks(
+            table,
+            [scd2.business_key, scd2.surrogate_key, "valid_from"],
+            [
+                RowRule(
+                    "valid_ranges",
+                    F.col("valid_to") <= F.col("valid_from"),
+                    [scd2.business_key, "valid_from", "valid_to"],
+                )
+            ],
+            {"rows": F.count(F.lit(1)), "current": F.count_if("is_current")},
+        )
         versions = {s: statuses.get(s, 0) for s in (VERSION, UNCHANGED, REPEATED)}
         context.log.info(
             f"silver/{source.name}: bronze {bronze_rows:,} = {versions[VERSION]:,} new versions + "
@@ -467,26 +474,19 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
             ),
             checks.schema_change(bronze_source_columns(bronze_days, source), source.columns),
             checks.unique_key(table.where("is_current"), scd2.business_key, "unique_current_key"),
-            checks.not_null(table, [scd2.business_key, scd2.surrogate_key, "valid_from"]),
-            checks.rows_where(
-                table,
-                F.col("valid_to") <= F.col("valid_from"),
-                "valid_ranges",
-                [scd2.business_key, "valid_from", "valid_to"],
-            ),
+            *row_results,
         ]
-        current = table.where("is_current").count()
         yield dg.MaterializeResult(
             asset_key=silver_key(source.name),
             metadata={
-                "dagster/row_count": table.count(),
+                "dagster/row_count": totals["rows"],
                 "dagster/column_schema": md.column_schema(table),
                 "bronze_rows": bronze_rows,
                 "versions_opened": versions[VERSION],
                 "records_unchanged": versions[UNCHANGED],
                 "records_repeated": versions[REPEATED],
                 "rows_quarantined": sum(rules.values()),
-                "current_keys": current,
+                "current_keys": totals["current"],
                 **md.commit_metadata(path, commit),
                 "preview": md.preview(
                     table.where(F.col(PARTITION_COLUMN).isin(tables.days)).orderBy(scd2.business_key)
