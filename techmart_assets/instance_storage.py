@@ -39,6 +39,7 @@ from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import QueuePool
 from watchdog.events import FileSystemEvent
 
 # The index shard, the run being written, and a few runs the webserver shows: more would only hold
@@ -81,7 +82,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         return {"base_dir": Field(StringSource, is_required=False)}
 
     @classmethod
-    def from_config_value(  # ty: ignore[invalid-method-override]
+    def from_config_value(
         cls, inst_data: ConfigurableClassData | None, config_value: dict[str, str]
     ) -> PooledSqliteEventLogStorage:
         base_dir = config_value.get("base_dir")
@@ -103,7 +104,11 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.move_to_end(shard)
             return engine
         engine = db.create_engine(
-            self.conn_string_for_shard(shard), connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS}
+            self.conn_string_for_shard(shard),
+            # One kept connection; `_db_lock` lets one thread at a time use it, so it may change threads.
+            poolclass=QueuePool,
+            pool_size=1,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
         )
         db.event.listen(engine, "connect", _synchronous_normal)
         if shard not in self._initialized_dbs:
