@@ -60,7 +60,7 @@ def row_checks(
     not_null: Sequence[str],
     rules: Sequence[RowRule],
     totals: Mapping[str, Column] | None = None,
-) -> tuple[list[dg.AssetCheckResult], dict[str, int]]:
+) -> tuple[list[dg.AssetCheckResult], dict[str, object]]:
     """`keys_not_null` over the `not_null` columns and each rule's check, counted in one pass over
     `frame` (one Spark job, not one per check), with the caller's `totals` (named aggregates such
     as the row count) in the same pass. Examples are read only for a rule that fails."""
