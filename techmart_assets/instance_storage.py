@@ -41,6 +41,7 @@ from dagster._serdes import ConfigurableClassData
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import QueuePool
 from watchdog.events import FileSystemEvent
+from watchdog.observers import Observer
 
 # The index shard, the run being written, and a few runs the webserver shows: more would only hold
 # file handles.
@@ -74,7 +75,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         os.register_at_fork(after_in_child=lambda: (method := forget()) and method())
         # Closing the last connection checkpoints a shard into its database file and removes its
         # write-ahead log; a process that exits without disposing its instance still does it.
-        close = weakref.WeakMethod(self._close_at_exit)
+        close = weakref.WeakMethod(self._close_engines)
         atexit.register(lambda: (method := close()) and method())
 
     @classmethod
@@ -119,13 +120,10 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._engines.popitem(last=False)[1].dispose()
         return engine
 
-    def _close_at_exit(self) -> None:
+    def _close_engines(self) -> None:
         with self._db_lock:
-            self._dispose_engines()
-
-    def _dispose_engines(self) -> None:
-        while self._engines:
-            self._engines.popitem()[1].dispose()
+            while self._engines:
+                self._engines.popitem()[1].dispose()
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
@@ -134,19 +132,15 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             yield conn
 
     def wipe(self) -> None:
-        with self._db_lock:
-            self._dispose_engines()  # the run shards' files are deleted
+        self._close_engines()  # the run shards' files are deleted
         super().wipe()
 
     def dispose(self) -> None:
-        with self._db_lock:
-            self._dispose_engines()
+        self._close_engines()
         super().dispose()
 
     def watch(self, run_id: str, cursor: str | None, callback: Any) -> None:
         if not self._obs:
-            from watchdog.observers import Observer
-
             self._obs = Observer()
             self._obs.start()
         watchdog = _RunShardWatchdog(self, run_id, callback, cursor)
