@@ -16,6 +16,11 @@ so an existing Dagster home keeps working with either class) with two changes:
   commit is atomic and survives a crash of the process; only a power loss can roll back the last
   commits, and the database is never corrupted.
 
+It also writes a batch of asset events in one transaction per shard. Dagster hands a storage
+batches (a range run's planned events, a range step's materializations) only when
+`DAGSTER_EVENT_BATCH_SIZE` is set; building this storage sets it to `EVENT_BATCH_SIZE` unless the
+environment already sets it. Otherwise each of those events is its own commit on two shards.
+
 Because writes now stay in a run shard's `-wal` file until SQLite checkpoints it, the run watcher
 (the webserver's live event log of a run) listens to that file as well as the database file.
 """
@@ -26,12 +31,14 @@ import atexit
 import os
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as db
-from dagster import Field, StringSource
+from dagster import EventLogEntry, Field, StringSource
+from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
+from dagster._core.storage.event_log.schema import AssetKeyTable, SqlEventLogStorageTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SqliteEventLogStorage,
     SqliteEventLogStorageWatchdog,
@@ -46,6 +53,10 @@ from watchdog.observers import Observer
 # The index shard, the run being written, and a few runs the webserver shows: more would only hold
 # file handles.
 OPEN_SHARDS = 8
+
+# Events Dagster buffers before it hands them to `store_event_batch` (a batch also ends with the
+# step's or run's last event). Dagster reads the variable at each event.
+EVENT_BATCH_SIZE = "1000"
 
 
 def _synchronous_normal(dbapi_connection: Any, _record: Any) -> None:
@@ -77,6 +88,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         # write-ahead log; a process that exits without disposing its instance still does it.
         close = weakref.WeakMethod(self._close_engines)
         atexit.register(lambda: (method := close()) and method())
+        os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
 
     @classmethod
     def config_type(cls) -> dict[str, Field]:
@@ -131,6 +143,57 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock, self._engine(shard).connect() as conn, conn.begin():
             yield conn
 
+    def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
+        """What `store_event` does for each event, in one transaction per shard.
+
+        Dagster batches the planned events of a run and the asset events of a step (materializations,
+        observations, and the planned evaluations of asset checks), all of one run. Anything else is
+        stored one event at a time, as before.
+        """
+        if len({event.run_id for event in events}) != 1 or not all(map(_batchable, events)):
+            super().store_event_batch(events)
+            return
+        rows = [self._event_to_row(event) for event in events]
+        with self.run_connection(events[0].run_id) as conn:
+            conn.execute(SqlEventLogStorageTable.insert(), rows)
+        pairs = list(zip(events, rows, strict=True))
+        assets = [(event, row) for event, row in pairs if event.dagster_event_type in ASSET_EVENTS]
+        if assets:
+            with self.index_transaction() as conn:
+                ids = [_insert(conn, row) for _, row in assets]
+                self._store_asset_event_tags(conn, [event for event, _ in assets], ids)
+                self._store_asset_entries(conn, [event for event, _ in assets], ids)
+        for event, row in pairs:
+            if event.dagster_event_type in ASSET_CHECK_EVENTS:
+                with self.index_connection() as conn:
+                    event_id = _insert(conn, row)
+                self.store_asset_check_event(event, event_id)
+
+    def _store_asset_entries(self, conn: Connection, events: list[EventLogEntry], ids: list[int]) -> None:
+        """The asset key table as `_store_asset_event` leaves it after each event in turn, with one
+        insert or update per key.
+
+        Events of one type set the same columns, so only each key's last event of each type counts:
+        its values are computed (a materialization's is the whole serialized record), merged in the
+        events' order.
+        """
+        has_index_cols = self._has_asset_key_index_cols_on_connection(conn)
+        last: dict[tuple[str, Any], int] = {}
+        for position, event in enumerate(events):
+            key = event.get_dagster_event().asset_key.to_string()  # type: ignore[union-attr]
+            last[(key, event.dagster_event_type)] = position
+        entries: dict[str, dict[str, Any]] = {}
+        for (key, _), position in sorted(last.items(), key=lambda item: item[1]):
+            values = self._get_asset_entry_values(events[position], ids[position], has_index_cols)
+            entries.setdefault(key, {}).update(values)
+        for key, values in entries.items():
+            if not values:
+                continue
+            try:  # as Dagster does: SQLite undoes only the failed statement
+                conn.execute(AssetKeyTable.insert().values(asset_key=key, **values))
+            except db.exc.IntegrityError:
+                conn.execute(AssetKeyTable.update().values(**values).where(AssetKeyTable.c.asset_key == key))
+
     def wipe(self) -> None:
         self._close_engines()  # the run shards' files are deleted
         super().wipe()
@@ -145,6 +208,19 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._obs.start()
         watchdog = _RunShardWatchdog(self, run_id, callback, cursor)
         self._watchers[run_id][callback] = (watchdog, self._obs.schedule(watchdog, self._base_dir))
+
+
+def _insert(conn: Connection, row: dict[str, Any]) -> int:
+    return conn.execute(SqlEventLogStorageTable.insert().values(**row)).inserted_primary_key[0]
+
+
+def _batchable(event: EventLogEntry) -> bool:
+    dagster_event = event.dagster_event
+    if dagster_event is None:
+        return False
+    if dagster_event.event_type in ASSET_EVENTS:
+        return dagster_event.asset_key is not None
+    return dagster_event.event_type in ASSET_CHECK_EVENTS
 
 
 class _RunShardWatchdog(SqliteEventLogStorageWatchdog):

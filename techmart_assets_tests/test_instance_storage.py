@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from techmart_assets.instance_storage import OPEN_SHARDS, PooledSqliteEventLogStorage
@@ -74,6 +75,100 @@ def test_a_range_run_on_the_project_instance_is_read_back_by_dagster_s_own_stora
     assert kinds[dg.DagsterEventType.RUN_SUCCESS] == 1
     latest = stock.get_latest_materialization_events([dg.AssetKey("days")])[dg.AssetKey("days")]
     assert latest is not None and latest.asset_materialization.metadata["days"].value == 10
+
+
+def _range_run_digest(instance: dg.DagsterInstance) -> dict[str, object]:
+    """A range run of two assets and a check on `instance`, and what Dagster's reads then return
+    (storage ids and run ids aside, which differ between instances)."""
+
+    @dg.asset(partitions_def=DAYS, backfill_policy=dg.BackfillPolicy.single_run())
+    def days(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        return dg.MaterializeResult(
+            metadata={"days": len(context.partition_keys)}, data_version=dg.DataVersion("v1")
+        )
+
+    @dg.asset(partitions_def=DAYS, deps=[days], backfill_policy=dg.BackfillPolicy.single_run())
+    def later() -> None:
+        pass
+
+    @dg.asset_check(asset=days)
+    def days_counted() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=True)
+
+    tags = {
+        "dagster/asset_partition_range_start": "2024-01-01",
+        "dagster/asset_partition_range_end": "2024-01-10",
+    }
+    run_id = dg.materialize([days, later, days_counted], instance=instance, tags=tags).run_id
+    storage = instance.event_log_storage
+    keys = [dg.AssetKey("days"), dg.AssetKey("later")]
+    records = storage.get_records_for_run(run_id, limit=1_000).records
+    latest = storage.get_latest_materialization_events(keys)
+    check_key = dg.AssetCheckKey(dg.AssetKey("days"), "days_counted")
+    return {
+        "events": Counter(r.event_log_entry.dagster_event_type for r in records),
+        "partitions": {key: storage.get_materialized_partitions(key) for key in keys},
+        "planned, not materialized": {
+            key: storage.get_latest_asset_partition_materialization_attempts_without_materializations(key)
+            for key in keys
+        },
+        "tags by day": storage.get_latest_tags_by_partition(
+            keys[0], dg.DagsterEventType.ASSET_MATERIALIZATION, [DATA_VERSION_TAG]
+        ),
+        "latest": {
+            key: (e.dagster_event.partition, e.asset_materialization.metadata) for key, e in latest.items()
+        },
+        "asset records": {
+            r.asset_entry.asset_key: (
+                r.asset_entry.last_run_id == run_id,
+                r.asset_entry.last_materialization_record.event_log_entry.dagster_event.partition,
+            )
+            for r in storage.get_asset_records(keys)
+        },
+        "planned": {
+            key: storage.get_latest_planned_materialization_info(key).run_id == run_id for key in keys
+        },
+        "tags": sorted(map(sorted, (t.items() for t in storage.get_event_tags_for_asset(keys[0])))),
+        "checks": Counter(
+            (r.status, r.partition) for r in storage.get_asset_check_execution_history(check_key, limit=100)
+        ),
+    }
+
+
+def test_batched_writes_record_what_dagster_s_storage_records_one_event_at_a_time(
+    project_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 6: the 21 planned events (10 days of two assets, the check) arrive as 6, 6, 6 and 3,
+    # each step's 10 materializations as 6 and 4.
+    monkeypatch.setenv("DAGSTER_EVENT_BATCH_SIZE", "6")
+    single: list[dg.DagsterEventType | None] = []
+    store_event = PooledSqliteEventLogStorage.store_event
+    monkeypatch.setattr(
+        PooledSqliteEventLogStorage,
+        "store_event",
+        lambda self, event: (single.append(event.dagster_event_type), store_event(self, event)),
+    )
+    with dg.DagsterInstance.get() as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        batched = _range_run_digest(instance)
+    stock_home = tmp_path / "stock_home"
+    stock_home.mkdir()
+    (stock_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with dg.DagsterInstance.from_config(str(stock_home)) as instance:
+        assert type(instance.event_log_storage) is SqliteEventLogStorage
+        one_at_a_time = _range_run_digest(instance)
+
+    assert batched == one_at_a_time
+    assert batched["events"][dg.DagsterEventType.ASSET_MATERIALIZATION] == 20
+    assert batched["tags by day"] == {f"2024-01-{d:02d}": {DATA_VERSION_TAG: "v1"} for d in range(1, 11)}
+    assert batched["partitions"][dg.AssetKey("later")] == {f"2024-01-{d:02d}" for d in range(1, 11)}
+    # The asset events and the check's planned evaluation went through the batch path, not one
+    # `store_event` each.
+    assert not {
+        dg.DagsterEventType.ASSET_MATERIALIZATION,
+        dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
+        dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+    } & set(single), Counter(single)
 
 
 def test_a_run_watcher_sees_every_event_as_it_is_written(tmp_path: Path) -> None:
