@@ -20,20 +20,17 @@ import sys
 import time
 from pathlib import Path
 
-import dagster as dg
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from bench.common import (
-    QUIET,
-    RANGE_TAGS,
     compare,
+    materialize_range,
     parser,
     partition_bookkeeping,
     reference_workspace,
     report,
-    resources,
 )
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.sources import SOURCES
@@ -83,7 +80,7 @@ def same_tables(spark: SparkSession, roots: dict[str, Path]) -> None:
 
 
 def through_dagster(root: Path) -> None:
-    assert dg.materialize(bronze_assets, resources=resources(root), tags=RANGE_TAGS, run_config=QUIET).success
+    materialize_range(bronze_assets, root)
 
 
 def bench_generator(work: Path, transactions: int) -> None:

@@ -27,11 +27,12 @@ from pyspark.sql import SparkSession
 
 from bench.common import (
     QUIET,
-    RANGE_TAGS,
     compare,
     fresh_lakehouse,
+    materialize_range,
     parser,
     partition_bookkeeping,
+    project_instance,
     reference_workspace,
     report,
     resources,
@@ -97,13 +98,7 @@ def plain_spark(spark: SparkSession, root: Path, manifest: dict) -> None:
 
 
 def through_dagster(root: Path) -> None:
-    result = dg.materialize(
-        [gold_dbt_assets],
-        resources=resources(root),
-        tags=RANGE_TAGS,
-        run_config=QUIET,
-    )
-    assert result.success
+    materialize_range([gold_dbt_assets], root)
 
 
 def daily_run(root: Path) -> tuple[float, dict[str, float]]:
@@ -115,7 +110,7 @@ def daily_run(root: Path) -> tuple[float, dict[str, float]]:
         resources=resources(root),
         executor=dg.in_process_executor,
     ).resolve_job_def(daily_job.name)
-    with dg.DagsterInstance.ephemeral() as instance:
+    with project_instance() as instance:
         started = time.perf_counter()
         result = job.execute_in_process(partition_key=day, run_config=QUIET, instance=instance)
         elapsed = time.perf_counter() - started
@@ -129,9 +124,7 @@ def main() -> None:
     with reference_workspace() as ws:
         print("building bronze and silver once …", flush=True)
         inputs = fresh_lakehouse(ws.work, "inputs", {"raw_data": ws.raw})
-        assert dg.materialize(
-            [*bronze_assets, *silver_assets], resources=resources(inputs), tags=RANGE_TAGS, run_config=QUIET
-        ).success
+        materialize_range([*bronze_assets, *silver_assets], inputs)
         manifest = compile_project(inputs)
         links = {"raw_data": ws.raw, "bronze": inputs / "bronze", "silver": inputs / "silver"}
         best = compare(

@@ -14,19 +14,16 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import dagster as dg
 from pyspark.sql import SparkSession
 
 from bench.common import (
-    QUIET,
-    RANGE_TAGS,
     compare,
     fresh_lakehouse,
+    materialize_range,
     parser,
     partition_bookkeeping,
     reference_workspace,
     report,
-    resources,
 )
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.delta import PARTITION_COLUMN, days_predicate, replace_days
@@ -63,7 +60,7 @@ def plain_pyspark(spark: SparkSession, root: Path, days: list[date]) -> None:
 
 
 def through_dagster(root: Path) -> None:
-    assert dg.materialize(silver_assets, resources=resources(root), tags=RANGE_TAGS, run_config=QUIET).success
+    materialize_range(silver_assets, root)
 
 
 def main() -> None:
@@ -71,9 +68,7 @@ def main() -> None:
     with reference_workspace() as ws:
         print("building bronze once …", flush=True)
         inputs = fresh_lakehouse(ws.work, "inputs", {"raw_data": ws.raw})
-        assert dg.materialize(
-            bronze_assets, resources=resources(inputs), tags=RANGE_TAGS, run_config=QUIET
-        ).success
+        materialize_range(bronze_assets, inputs)
         first, last = date.fromisoformat(HISTORY_START), date.fromisoformat(REFERENCE_HISTORY_END)
         days = [date.fromordinal(o) for o in range(first.toordinal(), last.toordinal() + 1)]
         best = compare(
