@@ -166,7 +166,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         assets = [(event, row) for event, row in pairs if event.dagster_event_type in ASSET_EVENTS]
         if assets:
             with self.index_transaction() as conn:
-                ids = [_insert(conn, row) for _, row in assets]
+                ids = _insert_all(conn, [row for _, row in assets])
                 self._store_asset_event_tags(conn, [event for event, _ in assets], ids)
                 self._store_asset_entries(conn, [event for event, _ in assets], ids)
         for event, row in pairs:
@@ -233,6 +233,16 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._obs.start()
         watchdog = _RunShardWatchdog(self, run_id, callback, cursor)
         self._watchers[run_id][callback] = (watchdog, self._obs.schedule(watchdog, self._base_dir))
+
+
+def _insert_all(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert event rows, returning their ids in order: one executemany with RETURNING where SQLite
+    has it (3.35 and later), else a statement per row."""
+    if not conn.dialect.insert_executemany_returning_sort_by_parameter_order:
+        return [_insert(conn, row) for row in rows]
+    table = SqlEventLogStorageTable
+    statement = table.insert().returning(table.c.id, sort_by_parameter_order=True)
+    return list(conn.execute(statement, rows).scalars())
 
 
 def _insert(conn: Connection, row: dict[str, Any]) -> int:
