@@ -182,13 +182,13 @@ def batch_results(
     tables: Tables,
     source: Source,
     bronze: DataFrame,
+    bronze_rows: int,
     written: DataFrame,
     quarantine: DataFrame,
     commits: tuple[Commit, Commit],
     table_checks: list[dg.AssetCheckResult],
 ) -> Iterator:
     """Metadata and the shared checks for a source written as accepted rows + quarantine."""
-    bronze_rows = bronze.count()
     rules = by_rule(quarantine)
     duplicates = sum(n for rule, n in rules.items() if rule.startswith("duplicate_"))
     quarantined = sum(rules.values()) - duplicates
@@ -307,7 +307,9 @@ def materialize_batch(
     source = spec.source
     tables = Tables(spark.spark_session, lakehouse, run_days(context))
     bronze = tables.days_of("bronze", source.name)
-    if bronze is None or bronze.isEmpty():
+    # Counted once: whether there is anything to build, and the reconciliation's left-hand side.
+    bronze_rows = 0 if bronze is None else bronze.count()
+    if bronze is None or bronze_rows == 0:
         yield from no_bronze_rows(context, source, spec.checks)
         return
     context.log.info(f"Building silver/{source.name} for {len(tables.days)} days from bronze/{source.name}.")
@@ -323,7 +325,7 @@ def materialize_batch(
     row_results, _ = checks.row_checks(written, spec.required, [inside_day, *spec.extra_rules()])
     table_checks = [checks.unique_key(whole, source.key), *row_results]
     yield from batch_results(
-        context, tables, source, bronze, written, quarantine, tuple(commits), table_checks
+        context, tables, source, bronze, bronze_rows, written, quarantine, tuple(commits), table_checks
     )
 
 
@@ -427,7 +429,8 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
     ):
         tables = Tables(spark.spark_session, lakehouse, run_days(context))
         bronze_days = tables.days_of("bronze", source.name)
-        if bronze_days is None or bronze_days.isEmpty():
+        bronze_rows = 0 if bronze_days is None else bronze_days.count()
+        if bronze_days is None or bronze_rows == 0:
             yield from no_bronze_rows(context, source, DIMENSION_CHECKS)
             return
         path = tables.path("silver", source.name)
@@ -448,7 +451,6 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
         release(batch.persisted)
         quarantine = tables.days_of("silver", f"{source.name}_quarantine")
         rules = by_rule(quarantine)
-        bronze_rows = bronze_days.count()
         table = tables.spark.read.format("delta").load(path)
         row_results, totals = checks.row_checks(
             table,
