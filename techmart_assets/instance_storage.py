@@ -19,7 +19,9 @@ so an existing Dagster home keeps working with either class) with two changes:
 It also writes a batch of asset events in one transaction per shard. Dagster hands a storage
 batches (a range run's planned events, a range step's materializations) only when
 `DAGSTER_EVENT_BATCH_SIZE` is set; building this storage sets it to `EVENT_BATCH_SIZE` unless the
-environment already sets it. Otherwise each of those events is its own commit on two shards.
+environment already sets it. Otherwise each of those events is its own commit on two shards. And
+a check's planned evaluations over a range (a row per day) are serialized once and inserted as one
+statement. `python -m bench.event_storage` measures all of it against Dagster's class.
 
 Because writes now stay in a run shard's `-wal` file until SQLite checkpoints it, the run watcher
 (the webserver's live event log of a run) listens to that file as well as the database file.
