@@ -44,7 +44,6 @@ from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log.schema import (
     AssetCheckExecutionsTable,
-    AssetKeyTable,
     SqlEventLogStorageTable,
 )
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
@@ -167,10 +166,11 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         pairs = list(zip(events, rows, strict=True))
         assets = [(event, row) for event, row in pairs if event.dagster_event_type in ASSET_EVENTS]
         if assets:
+            asset_events = [event for event, _ in assets]
             with self.index_transaction() as conn:
                 ids = _insert_all(conn, [row for _, row in assets])
-                self._store_asset_event_tags(conn, [event for event, _ in assets], ids)
-                self._store_asset_entries(conn, [event for event, _ in assets], ids)
+                self._store_asset_event_tags(conn, asset_events, ids)
+                self._store_asset_entries(conn, asset_events, ids)
         for event, row in pairs:
             if event.dagster_event_type in ASSET_CHECK_EVENTS:
                 with self.index_connection() as conn:
@@ -197,29 +197,19 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             conn.execute(AssetCheckExecutionsTable.insert(), [{**row, "partition": p} for p in partitions])
 
     def _store_asset_entries(self, conn: Connection, events: list[EventLogEntry], ids: list[int]) -> None:
-        """The asset key table as `_store_asset_event` leaves it after each event in turn, with one
-        insert or update per key.
+        """The asset key table as Dagster's `_store_asset_event` leaves it after each event in turn.
 
-        Events of one type set the same columns, so only each key's last event of each type counts:
-        its values are computed (a materialization's is the whole serialized record), merged in the
-        events' order.
+        Events of one type set the same columns, so only each key's last event of each type needs
+        applying, in the events' order (a materialization's values are its whole serialized record).
+        Keys are written in the order they first appear, as one event at a time would add them.
         """
-        has_index_cols = self._has_asset_key_index_cols_on_connection(conn)
-        last: dict[tuple[str, Any], int] = {}
+        by_key: dict[str, dict[Any, int]] = {}
         for position, event in enumerate(events):
             key = event.get_dagster_event().asset_key.to_string()  # type: ignore[union-attr]
-            last[(key, event.dagster_event_type)] = position
-        entries: dict[str, dict[str, Any]] = {}
-        for (key, _), position in sorted(last.items(), key=lambda item: item[1]):
-            values = self._get_asset_entry_values(events[position], ids[position], has_index_cols)
-            entries.setdefault(key, {}).update(values)
-        for key, values in entries.items():
-            if not values:
-                continue
-            try:  # as Dagster does: SQLite undoes only the failed statement
-                conn.execute(AssetKeyTable.insert().values(asset_key=key, **values))
-            except db.exc.IntegrityError:
-                conn.execute(AssetKeyTable.update().values(**values).where(AssetKeyTable.c.asset_key == key))
+            by_key.setdefault(key, {})[event.dagster_event_type] = position
+        for last_of_each_type in by_key.values():
+            for position in sorted(last_of_each_type.values()):
+                self._store_asset_event(conn, events[position], ids[position])
 
     def wipe(self) -> None:
         self._close_engines()  # the run shards' files are deleted

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as db
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent, StepMaterializationData
+from dagster._core.storage.event_log.schema import AssetKeyTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from techmart_assets.instance_storage import OPEN_SHARDS, PooledSqliteEventLogStorage
@@ -169,6 +172,77 @@ def test_batched_writes_record_what_dagster_s_storage_records_one_event_at_a_tim
         dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
         dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
     } & set(single), Counter(single)
+
+
+def _asset_event(kind: str, key: str, day: str, at: float) -> dg.EventLogEntry:
+    asset_key = dg.AssetKey(key)
+    if kind == "planned":
+        event = DagsterEvent.build_asset_materialization_planned_event(
+            "job", "step", AssetMaterializationPlannedData(asset_key, partition=day)
+        )
+    else:
+        event = DagsterEvent(
+            event_type_value=dg.DagsterEventType.ASSET_MATERIALIZATION.value,
+            job_name="job",
+            step_key="step",
+            event_specific_data=StepMaterializationData(
+                dg.AssetMaterialization(asset_key, partition=day, metadata={"at": at})
+            ),
+        )
+    return dg.EventLogEntry(
+        error_info=None,
+        level="DEBUG",
+        user_message="",
+        run_id="run-1",
+        timestamp=at,
+        step_key="step",
+        job_name="job",
+        dagster_event=event,
+    )
+
+
+def test_a_mixed_batch_leaves_the_asset_tables_as_one_event_at_a_time_does(tmp_path: Path) -> None:
+    """Interleaved keys and kinds, a key's planned events on both sides of its materialization:
+    every asset record (row id, last run, last materialization and its storage id) as Dagster's
+    storage leaves it after the same events one at a time."""
+    kinds = [
+        ("planned", "c", "2024-01-01"),
+        ("planned", "a", "2024-01-01"),
+        ("planned", "b", "2024-01-01"),
+        ("planned", "a", "2024-01-02"),
+        ("materialized", "b", "2024-01-01"),
+        ("materialized", "a", "2024-01-01"),
+        ("planned", "b", "2024-01-02"),
+        ("materialized", "a", "2024-01-02"),
+        ("planned", "c", "2024-01-01"),
+    ]
+    events = [_asset_event(kind, key, day, 1_700_000_000.0 + i) for i, (kind, key, day) in enumerate(kinds)]
+    stock = SqliteEventLogStorage(str(tmp_path / "stock"))
+    pooled = PooledSqliteEventLogStorage(str(tmp_path / "pooled"))
+    try:
+        for event in events:
+            stock.store_event(event)
+        pooled.store_event_batch(events)
+        keys = [dg.AssetKey(k) for k in ("a", "b", "c")]
+        assert pooled.get_asset_records(keys) == stock.get_asset_records(keys)
+        # The table itself, row by row (its ids are the keys' order of first appearance); only the
+        # time each row was created differs.
+        columns = [c for c in AssetKeyTable.columns if c.name != "create_timestamp"]
+        tables = []
+        for storage in (stock, pooled):
+            with storage.index_connection() as conn:
+                tables.append(conn.execute(db.select(*columns).order_by(AssetKeyTable.c.id)).all())
+        assert tables[1] == tables[0]
+        assert [row.asset_key for row in tables[1]] == ['["c"]', '["a"]', '["b"]']
+        records = {r.asset_entry.asset_key: r.asset_entry for r in pooled.get_asset_records(keys)}
+        last = records[dg.AssetKey("a")].last_materialization_record
+        assert last is not None and last.event_log_entry.dagster_event.partition == "2024-01-02"
+        assert records[dg.AssetKey("c")].last_materialization_record is None
+        assert records[dg.AssetKey("b")].last_materialization_record is not None
+        assert len(pooled.get_records_for_run("run-1").records) == len(events)
+    finally:
+        pooled.dispose()
+        stock.dispose()
 
 
 def test_a_run_watcher_sees_every_event_as_it_is_written(tmp_path: Path) -> None:
