@@ -29,10 +29,13 @@ def preview(frame: DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
     )
 
 
+def table_schema(columns: Iterable[tuple[str, str]]) -> dg.TableSchema:
+    """A column schema for the UI from (name, Spark type) pairs."""
+    return dg.TableSchema(columns=[dg.TableColumn(name=name, type=kind) for name, kind in columns])
+
+
 def column_schema(frame: DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(
-        columns=[dg.TableColumn(name=f.name, type=f.dataType.simpleString()) for f in frame.schema.fields]
-    )
+    return table_schema((f.name, f.dataType.simpleString()) for f in frame.schema.fields)
 
 
 def days_summary(days: Iterable[date], limit: int = 10) -> str:

@@ -16,6 +16,7 @@ class Source:
     key: str
     columns: tuple[str, ...]
     description: str
+    streamed: bool = False  # the streaming ingestion also appends to its bronze table (from Kafka)
 
     @property
     def extension(self) -> str:
@@ -44,6 +45,7 @@ TRANSACTIONS = Source(
         "ip_address",
     ),
     description="Sales transactions, one row per order line, amounts in MAD.",
+    streamed=True,
 )
 
 CUSTOMERS = Source(

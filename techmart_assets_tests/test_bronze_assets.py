@@ -60,6 +60,13 @@ def test_one_partition_holds_every_row_of_its_drop(
     assert event.metadata["rows_written"].value == table.count()
     assert event.metadata["malformed_rows"].value == malformed.count()
     assert event.metadata["delta_version"].value == 0
+    assert "streamed_rows_kept" in event.metadata  # transactions are also streamed into bronze
+    # The definition declares the contract's columns and types, which the table has; a
+    # materialization within the contract does not repeat them.
+    assert "dagster/column_schema" not in event.metadata
+    spec = next(iter(bronze_assets[0].specs_by_key.values()))
+    declared = spec.metadata["dagster/column_schema"].columns
+    assert [(c.name, c.type) for c in declared] == [(f.name, f.dataType.simpleString()) for f in table.schema]
     (check,) = result.get_asset_check_evaluations()
     assert check.check_name == "drop_fully_landed" and check.passed
     assert check.metadata["drop_data_lines"].value == drop_rows(raw_data, "transactions", day)
@@ -102,7 +109,21 @@ def test_a_range_is_one_run_covering_every_day_of_every_source(
 def test_a_column_added_mid_range_is_taken_and_earlier_days_read_it_as_null(
     spark: SparkSession, settings: Settings, lakehouse: Path
 ) -> None:
-    materialize(settings, lakehouse, tags=RANGE_TAGS, selection=[dg.AssetKey(["bronze", "transactions"])])
+    result = materialize(
+        settings, lakehouse, tags=RANGE_TAGS, selection=[dg.AssetKey(["bronze", "transactions"])]
+    )
+
+    event = result.asset_materializations_for_node("bronze__transactions")[0]
+    assert event.metadata["columns_beyond_contract"].value == "coupon_code"
+    columns = [c.name for c in event.metadata["dagster/column_schema"].schema.columns]
+    assert columns[-6:] == [
+        "coupon_code",
+        "_raw_line",
+        "_parse_error",
+        "_source_file",
+        "_ingested_at",
+        "partition_date",
+    ]
 
     by_day = (
         bronze(spark, lakehouse, "transactions")

@@ -15,7 +15,15 @@ from pyspark.sql.types import StringType, StructField, StructType
 from techmart_assets.sources import Source
 
 CORRUPT = "_corrupt_record"
-METADATA_COLUMNS = ("_raw_line", "_parse_error", "_source_file", "_ingested_at", "partition_date")
+# The ingestion metadata columns after the source's own (all strings), with their Spark types.
+METADATA_TYPES = {
+    "_raw_line": "string",
+    "_parse_error": "string",
+    "_source_file": "string",
+    "_ingested_at": "timestamp",
+    "partition_date": "date",
+}
+METADATA_COLUMNS = tuple(METADATA_TYPES)
 # Rows the streaming ingestion appends name their Kafka record in `_source_file`
 # (`kafka://<topic>/<partition>/<offset>`); rows read from drop files name their file.
 STREAMED_PREFIX = "kafka://"
@@ -73,6 +81,11 @@ def read_jsonl_drops(spark: SparkSession, paths: list[str], source: Source) -> D
     return frame.withColumn(
         "_parse_error", F.when(F.col(CORRUPT).isNotNull(), F.lit("line is not a complete JSON object"))
     )
+
+
+def contract_columns(source: Source) -> list[tuple[str, str]]:
+    """A bronze table's columns and Spark types while its source sends what its contract names."""
+    return [*((c, "string") for c in source.columns), *METADATA_TYPES.items()]
 
 
 def columns_beyond_contract(columns: list[str], source: Source) -> list[str]:
