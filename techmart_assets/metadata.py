@@ -8,7 +8,7 @@ from datetime import date
 import dagster as dg
 from pyspark.sql import DataFrame
 
-from techmart_assets.delta import Commit
+from techmart_assets.delta import Commit, select
 
 PREVIEW_ROWS = 10
 
@@ -27,6 +27,12 @@ def preview(frame: DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
     return dg.MetadataValue.md(
         markdown_table((r.asDict() for r in frame.limit(rows).collect()), frame.columns)
     )
+
+
+def table_preview(path: str, where: str, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
+    """The first rows of the Delta table at `path` that match `where` (SQL), read without Spark."""
+    found = select(path, f"SELECT * FROM t WHERE {where} LIMIT {rows}")
+    return dg.MetadataValue.md(markdown_table(found.to_pylist(), found.column_names))
 
 
 def table_schema(columns: Iterable[tuple[str, str]]) -> dg.TableSchema:

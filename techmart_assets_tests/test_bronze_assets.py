@@ -60,7 +60,9 @@ def test_one_partition_holds_every_row_of_its_drop(
     assert event.metadata["rows_written"].value == table.count()
     assert event.metadata["malformed_rows"].value == malformed.count()
     assert event.metadata["delta_version"].value == 0
-    assert "streamed_rows_kept" in event.metadata  # transactions are also streamed into bronze
+    assert event.metadata["streamed_rows_kept"].value == 0  # transactions are also streamed into bronze
+    preview = event.metadata["preview"].value.splitlines()
+    assert len(preview) == 2 + 10 and all(f"| {day} |" in line for line in preview[2:])
     # The definition declares the contract's columns and types, which the table has; a
     # materialization within the contract does not repeat them.
     assert "dagster/column_schema" not in event.metadata

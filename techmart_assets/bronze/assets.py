@@ -18,7 +18,7 @@ from techmart_assets.bronze.ingest import (
     contract_columns,
     read_source_drops,
 )
-from techmart_assets.delta import read_days, replace_days
+from techmart_assets.delta import days_predicate, replace_days, select
 from techmart_assets.partitions import daily_partitions, run_days
 from techmart_assets.quality.checks import CheckSpec, not_evaluated
 from techmart_assets.resources import LakehouseResource
@@ -90,8 +90,9 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
         lines = data_lines(drops, header_lines=1 if source.file_format == "csv" else 0)
         streamed = {}
         if source.streamed:
-            kept = read_days(session, path, days).where(~F.expr(FROM_DROP_FILES)).count()
-            streamed = {"streamed_rows_kept": kept}
+            of_days = f"({days_predicate(days)})"
+            kept = select(path, f"SELECT count(*) AS n FROM t WHERE {of_days} AND NOT ({FROM_DROP_FILES})")
+            streamed = {"streamed_rows_kept": kept["n"][0].as_py()}
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": written["rows"],
@@ -105,7 +106,7 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
                 "columns_beyond_contract": ", ".join(extra_columns) or "none",
                 **md.commit_metadata(path, commit),
                 # The first day only: Delta reads the one file that holds it, not the whole range.
-                "preview": md.preview(read_days(session, path, days[:1]).where(FROM_DROP_FILES)),
+                "preview": md.table_preview(path, f"({days_predicate(days[:1])}) AND ({FROM_DROP_FILES})"),
             },
             check_results=[
                 dg.AssetCheckResult(

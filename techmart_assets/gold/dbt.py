@@ -56,7 +56,7 @@ def table_metadata(spark: SparkSession, lakehouse: LakehouseResource, key: dg.As
     if key.path[1] == "staging" or not is_delta_table(spark, path):
         return {}
     rows = spark.read.format("delta").load(path).count()
-    return {"dagster/row_count": rows, **commit_metadata(path, last_commit(spark, path))}
+    return {"dagster/row_count": rows, **commit_metadata(path, last_commit(path))}
 
 
 @dbt_assets(

@@ -444,7 +444,7 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
         statuses = {
             r.scd2_status: r["count"] for r in batch.classified.groupBy("scd2_status").count().collect()
         }
-        commit = last_commit(tables.spark, path)
+        commit = last_commit(path)
         qcommit = replace_days(
             batch.quarantined, tables.path("silver", f"{source.name}_quarantine"), tables.days
         )

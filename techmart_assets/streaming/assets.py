@@ -62,7 +62,7 @@ def customer_profiles(
             "dagster/row_count": total,
             "customers_with_history": with_history,
             "preview": md.preview(written.orderBy("customer_id")),
-            **md.commit_metadata(path, last_commit(session, path)),
+            **md.commit_metadata(path, last_commit(path)),
         }
     )
 
