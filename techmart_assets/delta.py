@@ -13,6 +13,7 @@ import deltalake
 import pyarrow as pa
 from delta.tables import DeltaTable
 from deltalake import QueryBuilder
+from deltalake.exceptions import TableNotFoundError
 from pyspark.errors import AnalysisException
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -103,6 +104,18 @@ def select(path: str, sql: str) -> pa.Table:
     """DataFusion SQL over the Delta table at `path` (named `t`), read by delta-rs without Spark: for
     the small facts a run reports about a table it wrote, where a Spark job costs tenths of a second."""
     return pa.table(QueryBuilder().register("t", deltalake.DeltaTable(path)).execute(sql).read_all())
+
+
+def count_by(path: str, column: str, where: str) -> dict[str, int]:
+    """Rows of the Delta table at `path` that match `where` (SQL), counted by `column` (as text), read
+    by delta-rs; {} when there is no table."""
+    try:
+        found = select(
+            path, f"SELECT CAST({column} AS VARCHAR) AS k, count(*) AS n FROM t WHERE {where} GROUP BY 1"
+        )
+    except TableNotFoundError:
+        return {}
+    return dict(zip(found["k"].to_pylist(), found["n"].to_pylist(), strict=True))
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:

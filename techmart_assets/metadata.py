@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 
 import dagster as dg
@@ -29,9 +29,12 @@ def preview(frame: DataFrame, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
     )
 
 
-def table_preview(path: str, where: str, rows: int = PREVIEW_ROWS) -> dg.MetadataValue:
+def table_preview(
+    path: str, where: str, columns: Sequence[str] = ("*",), order_by: str = "", rows: int = PREVIEW_ROWS
+) -> dg.MetadataValue:
     """The first rows of the Delta table at `path` that match `where` (SQL), read without Spark."""
-    found = select(path, f"SELECT * FROM t WHERE {where} LIMIT {rows}")
+    order = f"ORDER BY {order_by}" if order_by else ""
+    found = select(path, f"SELECT {', '.join(columns)} FROM t WHERE {where} {order} LIMIT {rows}")
     return dg.MetadataValue.md(markdown_table(found.to_pylist(), found.column_names))
 
 

@@ -4,6 +4,7 @@ fails one), a partition rebuild replaces exactly its day, and the report holds t
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from datetime import datetime, timedelta
@@ -31,6 +32,7 @@ from techmart_assets.gold.dbt_runtime import (
     ensure_manifest,
     environment,
     register_lakehouse_tables,
+    stream_dbt,
 )
 from techmart_assets.jobs import DAILY_JOB, LAKEHOUSE_JOB, daily_schedule, yesterday_partition
 from techmart_assets.resources import spark_config
@@ -146,6 +148,32 @@ def test_dbt_tests_are_asset_checks_on_gold_and_pass(gold) -> None:
     ) in (gold_checks)
     failed = [key for key in gold_checks if not evaluations[key].passed]
     assert failed == []
+
+
+def test_the_dbt_unit_tests_pass_and_the_production_build_leaves_them_to_ci(
+    spark: SparkSession, settings: Settings, gold, tmp_path: Path
+) -> None:
+    root, result = gold
+    (built,) = (DBT_PROJECT_DIR / "target" / "runs").glob(f"{result.run_id[:8]}-*/run_results.json")
+    ran = [r["unique_id"] for r in json.loads(built.read_text())["results"]]
+    assert any(r.startswith("model.techmart.fact_sales") for r in ran)
+    assert not [r for r in ran if r.startswith("unit_test.")]
+
+    target = tmp_path / "target"
+    for _ in stream_dbt(spark, ["run", "--select", "staging"], str(root), settings, target_path=target):
+        pass  # the unit tests read the staging views' columns
+    unit_tests = stream_dbt(
+        spark, ["test", "--select", "test_type:unit"], str(root), settings, target_path=target
+    )
+    finished = {
+        e["data"]["node_info"]["unique_id"]: e["data"]["node_info"]["node_status"]
+        for e in unit_tests
+        if e["info"]["name"] == "NodeFinished"
+    }
+    assert finished == {
+        "unit_test.techmart.fact_sales.fact_sales_points_at_the_versions_in_force_at_the_sale": "pass",
+        "unit_test.techmart.fact_sales.fact_sales_builds_only_the_days_of_the_window": "pass",
+    }
 
 
 def test_gold_tables_have_row_counts_and_versions_in_the_ui(gold) -> None:

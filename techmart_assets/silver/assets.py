@@ -18,6 +18,7 @@ from techmart_assets.bronze.ingest import columns_beyond_contract
 from techmart_assets.delta import (
     PARTITION_COLUMN,
     Commit,
+    count_by,
     days_predicate,
     is_delta_table,
     last_commit,
@@ -117,6 +118,33 @@ class Tables:
     def days_of(self, layer: str, name: str) -> DataFrame | None:
         return read_days(self.spark, self.path(layer, name), self.days)
 
+    @property
+    def of_days(self) -> str:
+        """SQL: the rows of this run's days."""
+        return days_predicate(self.days)
+
+    # Counts of what a run read or wrote come from delta-rs: a Spark job for each costs tenths of a
+    # second, most of a day's step when there are a dozen of them.
+    def rows(self, layer: str, name: str) -> int:
+        """Rows of this run's days in a table (0 when there is no table)."""
+        return sum(self.per_day(layer, name).values())
+
+    def per_day(self, layer: str, name: str, where: str | None = None) -> dict[str, int]:
+        """Rows per day of a table: of this run's days, or of the days `where` selects."""
+        return count_by(self.path(layer, name), PARTITION_COLUMN, where or self.of_days)
+
+    def by_rule(self, source: Source) -> dict[str, int]:
+        """Quarantined rows of this run's days by rule."""
+        return count_by(self.path("silver", f"{source.name}_quarantine"), "quarantine_rule", self.of_days)
+
+    def history_per_day(self, layer: str, name: str, days: int) -> dict[str, int]:
+        """Rows per day of the `days` days before this run's first day."""
+        first = self.days[0]
+        since = first - timedelta(days=days)
+        return self.per_day(
+            layer, name, f"{PARTITION_COLUMN} >= DATE'{since}' AND {PARTITION_COLUMN} < DATE'{first}'"
+        )
+
     def whole(self, layer: str, name: str, required_by: str) -> DataFrame:
         path = self.path(layer, name)
         if not is_delta_table(self.spark, path):
@@ -139,14 +167,6 @@ class Tables:
         return frame.select(*columns)
 
 
-def per_day(frame: DataFrame) -> dict[str, int]:
-    return {str(r[0]): r[1] for r in frame.groupBy(PARTITION_COLUMN).count().collect()}
-
-
-def by_rule(quarantine: DataFrame) -> dict[str, int]:
-    return {r.quarantine_rule: r["count"] for r in quarantine.groupBy("quarantine_rule").count().collect()}
-
-
 def rules_table(rules: dict[str, int]) -> dg.MetadataValue:
     rows = [{"rule": k, "rows": v} for k, v in sorted(rules.items(), key=lambda kv: -kv[1])]
     return dg.MetadataValue.md(md.markdown_table(rows, ["rule", "rows"]) if rows else "nothing quarantined")
@@ -162,19 +182,12 @@ def no_bronze_rows(
     yield from checks.not_evaluated([c.name for c in check_list], reason)
 
 
-def write_batch(
-    tables: Tables, source: Source, batch: SilverBatch
-) -> tuple[Commit, Commit, DataFrame, DataFrame]:
+def write_batch(tables: Tables, source: Source, batch: SilverBatch) -> tuple[Commit, Commit, DataFrame]:
     """Replace the run's days in the silver table and in its quarantine; return what was written."""
     path, qpath = tables.path("silver", source.name), tables.path("silver", f"{source.name}_quarantine")
     commit = replace_days(batch.accepted, path, tables.days)
     qcommit = replace_days(batch.quarantined, qpath, tables.days)
-    return (
-        commit,
-        qcommit,
-        tables.days_of("silver", source.name),
-        tables.days_of("silver", f"{source.name}_quarantine"),
-    )
+    return commit, qcommit, tables.days_of("silver", source.name)
 
 
 def batch_results(
@@ -184,21 +197,20 @@ def batch_results(
     bronze: DataFrame,
     bronze_rows: int,
     written: DataFrame,
-    quarantine: DataFrame,
     commits: tuple[Commit, Commit],
     table_checks: list[dg.AssetCheckResult],
 ) -> Iterator:
     """Metadata and the shared checks for a source written as accepted rows + quarantine."""
-    rules = by_rule(quarantine)
+    rules = tables.by_rule(source)
     duplicates = sum(n for rule, n in rules.items() if rule.startswith("duplicate_"))
     quarantined = sum(rules.values()) - duplicates
-    day_counts = per_day(written)
+    day_counts = tables.per_day("silver", source.name)
     accepted = sum(day_counts.values())
     context.log.info(
         f"silver/{source.name}: bronze {bronze_rows:,} = {accepted:,} accepted + {quarantined:,} quarantined "
         f"+ {duplicates:,} duplicates."
     )
-    history = per_day(tables.before("silver", source.name, [PARTITION_COLUMN], HISTORY_DAYS))
+    history = tables.history_per_day("silver", source.name, HISTORY_DAYS)
     results = [
         checks.reconciliation(
             bronze_rows, {"silver": accepted, "quarantined": quarantined, "duplicates": duplicates}
@@ -224,15 +236,15 @@ def batch_results(
             "days_written": len(tables.days),
             **md.commit_metadata(tables.path("silver", source.name), commit),
             # The first day only: Delta reads the one file that holds it, not the whole range.
-            "preview": md.preview(written.where(F.col(PARTITION_COLUMN) == tables.days[0])),
+            "preview": md.table_preview(tables.path("silver", source.name), days_predicate(tables.days[:1])),
         },
         check_results=results,
     )
-    yield quarantine_result(tables, source, quarantine, rules, qcommit)
+    yield quarantine_result(tables, source, rules, qcommit)
 
 
 def quarantine_result(
-    tables: Tables, source: Source, quarantine: DataFrame, rules: dict[str, int], commit: Commit
+    tables: Tables, source: Source, rules: dict[str, int], commit: Commit
 ) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         asset_key=quarantine_key(source),
@@ -240,7 +252,11 @@ def quarantine_result(
             "dagster/row_count": sum(rules.values()),
             "rows_by_rule": rules_table(rules),
             **md.commit_metadata(tables.path("silver", f"{source.name}_quarantine"), commit),
-            "preview": md.preview(quarantine.select("record_key", "quarantine_rule", "quarantine_reason")),
+            "preview": md.table_preview(
+                tables.path("silver", f"{source.name}_quarantine"),
+                tables.of_days,
+                ["record_key", "quarantine_rule", "quarantine_reason"],
+            ),
         },
     )
 
@@ -308,13 +324,13 @@ def materialize_batch(
     tables = Tables(spark.spark_session, lakehouse, run_days(context))
     bronze = tables.days_of("bronze", source.name)
     # Counted once: whether there is anything to build, and the reconciliation's left-hand side.
-    bronze_rows = 0 if bronze is None else bronze.count()
+    bronze_rows = tables.rows("bronze", source.name)
     if bronze is None or bronze_rows == 0:
         yield from no_bronze_rows(context, source, spec.checks)
         return
     context.log.info(f"Building silver/{source.name} for {len(tables.days)} days from bronze/{source.name}.")
     batch = spec.build(tables, bronze)
-    *commits, written, quarantine = write_batch(tables, source, batch)
+    *commits, written = write_batch(tables, source, batch)
     release(batch.persisted)
     whole = tables.spark.read.format("delta").load(tables.path("silver", source.name))
     inside_day = RowRule(
@@ -325,7 +341,7 @@ def materialize_batch(
     row_results, _ = checks.row_checks(written, spec.required, [inside_day, *spec.extra_rules()])
     table_checks = [checks.unique_key(whole, source.key), *row_results]
     yield from batch_results(
-        context, tables, source, bronze, bronze_rows, written, quarantine, tuple(commits), table_checks
+        context, tables, source, bronze, bronze_rows, written, tuple(commits), table_checks
     )
 
 
@@ -429,7 +445,7 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
     ):
         tables = Tables(spark.spark_session, lakehouse, run_days(context))
         bronze_days = tables.days_of("bronze", source.name)
-        bronze_rows = 0 if bronze_days is None else bronze_days.count()
+        bronze_rows = tables.rows("bronze", source.name)
         if bronze_days is None or bronze_rows == 0:
             yield from no_bronze_rows(context, source, DIMENSION_CHECKS)
             return
@@ -449,8 +465,7 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
             batch.quarantined, tables.path("silver", f"{source.name}_quarantine"), tables.days
         )
         release(batch.persisted)
-        quarantine = tables.days_of("silver", f"{source.name}_quarantine")
-        rules = by_rule(quarantine)
+        rules = tables.by_rule(source)
         table = tables.spark.read.format("delta").load(path)
         row_results, totals = checks.row_checks(
             table,
@@ -491,13 +506,13 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
                 "rows_quarantined": sum(rules.values()),
                 "current_keys": totals["current"],
                 **md.commit_metadata(path, commit),
-                "preview": md.preview(
-                    table.where(F.col(PARTITION_COLUMN) == tables.days[0]).orderBy(scd2.business_key)
+                "preview": md.table_preview(
+                    path, days_predicate(tables.days[:1]), order_by=scd2.business_key
                 ),
             },
             check_results=results,
         )
-        yield quarantine_result(tables, source, quarantine, rules, qcommit)
+        yield quarantine_result(tables, source, rules, qcommit)
 
     return silver_dimension
 
