@@ -106,6 +106,12 @@ def select(path: str, sql: str) -> pa.Table:
     return pa.table(QueryBuilder().register("t", deltalake.DeltaTable(path)).execute(sql).read_all())
 
 
+def count_rows(path: str, where: str = "TRUE") -> int:
+    """Rows of the Delta table at `path` that match `where` (SQL), read by delta-rs; raises
+    `TableNotFoundError` when there is no table."""
+    return select(path, f"SELECT count(*) AS n FROM t WHERE {where}")["n"][0].as_py()
+
+
 def count_by(path: str, column: str, where: str) -> dict[str, int]:
     """Rows of the Delta table at `path` that match `where` (SQL), counted by `column` (as text), read
     by delta-rs; {} when there is no table."""

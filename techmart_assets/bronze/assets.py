@@ -18,7 +18,7 @@ from techmart_assets.bronze.ingest import (
     contract_columns,
     read_source_drops,
 )
-from techmart_assets.delta import days_predicate, replace_days, select
+from techmart_assets.delta import count_rows, days_predicate, replace_days
 from techmart_assets.partitions import daily_partitions, run_days
 from techmart_assets.quality.checks import CheckSpec, not_evaluated
 from techmart_assets.resources import LakehouseResource
@@ -90,9 +90,8 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
         lines = data_lines(drops, header_lines=1 if source.file_format == "csv" else 0)
         streamed = {}
         if source.streamed:
-            of_days = f"({days_predicate(days)})"
-            kept = select(path, f"SELECT count(*) AS n FROM t WHERE {of_days} AND NOT ({FROM_DROP_FILES})")
-            streamed = {"streamed_rows_kept": kept["n"][0].as_py()}
+            kept = count_rows(path, f"({days_predicate(days)}) AND NOT ({FROM_DROP_FILES})")
+            streamed = {"streamed_rows_kept": kept}
         yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": written["rows"],

@@ -18,7 +18,7 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_pyspark import PySparkResource
 from deltalake.exceptions import TableNotFoundError
 
-from techmart_assets.delta import last_commit, select
+from techmart_assets.delta import count_rows, last_commit
 from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, ensure_manifest, lakehouse_path, stream_dbt
 from techmart_assets.metadata import commit_metadata
 from techmart_assets.partitions import daily_partitions
@@ -57,7 +57,7 @@ def table_metadata(lakehouse: LakehouseResource, key: dg.AssetKey) -> dict[str, 
     if key.path[1] == "staging":
         return {}
     try:
-        rows = select(path, "SELECT count(*) AS n FROM t")["n"][0].as_py()
+        rows = count_rows(path)
     except TableNotFoundError:
         return {}
     return {"dagster/row_count": rows, **commit_metadata(path, last_commit(path))}
