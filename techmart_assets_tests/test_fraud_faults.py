@@ -103,6 +103,8 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
     finally:
         runner.stop()
     assert_exactly_once(spark, tables, expected_first | expected_second, sent=40)
+    # Stopped cleanly, the state stores are released: no maintenance thread outlives the session.
+    assert not spark._jvm.org.apache.spark.sql.execution.streaming.state.StateStore.isMaintenanceRunning()
 
 
 def start_stream(root: Path, bootstrap: str, log: Path) -> subprocess.Popen:

@@ -198,6 +198,7 @@ class StreamRunner:
                 time.sleep(0.1)
             query.stop()
         if self.queries:
+            release_state_stores(self.spark)
             self.write_heartbeat()
             self.log_info(f"stopped {', '.join(q.name for q in self.queries)}")
 
@@ -223,6 +224,15 @@ class StreamRunner:
                 self.log_info(describe(health))
         finally:
             self.stop()
+
+
+def release_state_stores(spark: SparkSession) -> None:
+    """Unload the session's streaming state stores and stop their maintenance thread, once no query of
+    the session is running. Spark leaves that thread running after the queries stop: when the session
+    stops at exit, its next tick logs a stack trace (`SparkEnv not active`). A stateful query started
+    later loads its stores, and starts the thread, again."""
+    if not spark.streams.active:
+        spark._jvm.org.apache.spark.sql.execution.streaming.state.StateStore.stop()
 
 
 def describe(health: dict[str, object]) -> str:
