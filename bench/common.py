@@ -30,9 +30,14 @@ RANGE_TAGS = {
 QUIET = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def parser(doc: str) -> argparse.ArgumentParser:
+def parser(doc: str, warmup: bool = True) -> argparse.ArgumentParser:
+    """The benchmarks' command line; `warmup`: they time sides with `compare`, which warms up first."""
     parsed = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parsed.add_argument("--repeat", type=int, default=2, help="rounds of each side; the best is kept")
+    parsed.add_argument("--repeat", type=int, default=2, help="timed rounds of each side; the best is kept")
+    if warmup:
+        parsed.add_argument(
+            "--warmup", type=int, default=1, help="untimed rounds of each side first (see `compare`)"
+        )
     return parsed
 
 
@@ -108,23 +113,31 @@ def compare(
     links: dict[str, Path],
     sides: dict[str, Callable[[Path], None]],
     repeat: int,
+    warmup: int = 1,
     verify: Callable[[dict[str, Path]], None] | None = None,
 ) -> dict[str, float]:
-    """Best time of each side over `repeat` rounds, alternating which side goes first.
+    """Best time of each side over `repeat` timed rounds, alternating which side goes first, after
+    `warmup` untimed rounds of each side: a process's first runs are slower whichever side runs them
+    (the JVM compiles as it goes), and without them the side that ran in the earlier slots lost.
 
-    `verify`, given each side's lakehouse of the first round, checks that they wrote the same thing.
+    `verify`, given each side's lakehouse of the last round, checks that they wrote the same thing
+    (after the timing: its own Spark work would slow the run after it).
     """
     times: dict[str, list[float]] = {name: [] for name in sides}
-    for i in range(repeat):
+    for i in range(-warmup, repeat):
         order = list(sides) if i % 2 == 0 else list(reversed(sides))
         roots = {}
         for name in order:
-            roots[name] = root = fresh_lakehouse(work, f"lakehouse-{name.split()[0].lower()}-{i}", links)
+            side = name.split()[0].lower()
+            roots[name] = root = fresh_lakehouse(work, f"lakehouse-{side}-{i + warmup}", links)
             started = time.perf_counter()
             sides[name](root)
-            times[name].append(time.perf_counter() - started)
-            print(f"  {name:14s} run {i + 1}: {times[name][-1]:6.1f} s", flush=True)
-        if verify is not None and i == 0:
+            elapsed = time.perf_counter() - started
+            if i >= 0:
+                times[name].append(elapsed)
+            label = f"run {i + 1}" if i >= 0 else "warm-up"
+            print(f"  {name:14s} {label:>7s}: {elapsed:6.1f} s", flush=True)
+        if verify is not None and i == repeat - 1:
             verify(roots)
         for root in roots.values():
             shutil.rmtree(root)

@@ -50,7 +50,7 @@ def timed_backfill(home: Path, storage: dict[str, str] | None, assets: int) -> f
 
 
 def main() -> None:
-    arguments = parser(__doc__)
+    arguments = parser(__doc__, warmup=False)
     arguments.add_argument("--assets", type=int, default=4, help="no-op assets (bronze has 4)")
     args = arguments.parse_args()
     times: dict[str, list[float]] = {name: [] for name in STORAGES}

@@ -4,7 +4,8 @@ The whole silver history at reference scale through Dagster (one run: SCD2 custo
 transactions, web events, their quarantines and checks) against the same transformation functions
 called from one plain PySpark script with the same writes and no Dagster, no checks, no metadata.
 Both read the same bronze tables (built once, first), in this process on one SparkSession,
-alternating, best of --repeat. Prints both times and the ratio (goal: ratio <= 1.3).
+after --warmup untimed rounds, alternating, best of --repeat. Prints both times and the ratio
+(goal: ratio <= 1.3).
 
 Run with `make bench` (or `.venv/bin/python -m bench.silver_backfill --help`).
 """
@@ -76,10 +77,11 @@ def main() -> None:
             {"raw_data": ws.raw, "bronze": inputs / "bronze"},
             {"plain PySpark": lambda root: plain_pyspark(ws.spark, root, days), "Dagster": through_dagster},
             args.repeat,
+            args.warmup,
         )
         report(
             f"silver backfill, {ws.summary.days} days, {ws.summary.transactions:,} transactions "
-            f"(best of {args.repeat})",
+            f"(best of {args.repeat} after {args.warmup} warm-up round(s))",
             best,
             "plain PySpark",
             "Dagster",
