@@ -154,17 +154,14 @@ class Tables:
             )
         return self.spark.read.format("delta").load(path)
 
-    def before(self, layer: str, name: str, columns: Sequence[str], days: int | None = None) -> DataFrame:
-        """Rows of the days before this run's first day (all of them, or the last `days`)."""
+    def before(self, layer: str, name: str, columns: Sequence[str]) -> DataFrame:
+        """Rows of all the days before this run's first day."""
         path = self.path(layer, name)
-        first = self.days[0]
         if not is_delta_table(self.spark, path):
             schema = ", ".join(f"{c} string" for c in columns if c != PARTITION_COLUMN)
             return self.spark.createDataFrame([], f"{schema}, {PARTITION_COLUMN} date")
-        frame = self.spark.read.format("delta").load(path).where(F.col(PARTITION_COLUMN) < F.lit(first))
-        if days:
-            frame = frame.where(F.col(PARTITION_COLUMN) >= F.lit(first - timedelta(days=days)))
-        return frame.select(*columns)
+        frame = self.spark.read.format("delta").load(path)
+        return frame.where(F.col(PARTITION_COLUMN) < F.lit(self.days[0])).select(*columns)
 
 
 def rules_table(rules: dict[str, int]) -> dg.MetadataValue:
