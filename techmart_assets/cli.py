@@ -38,10 +38,11 @@ def build_range(settings: Settings, first: str, last: str, job: str | None = Non
         raise_on_error=False,
     )
     print(f"\nRun {result.run_id} {'succeeded' if result.success else 'FAILED'} for {first}..{last}.")
-    tables: dict[str, dg.AssetMaterialization] = {}
-    for event in result.get_asset_materialization_events():
-        materialization = event.materialization
-        tables.setdefault(materialization.asset_key.to_user_string(), materialization)
+    # Each table's last materialization of the run: a range run's totals are on its last day.
+    tables = {
+        event.materialization.asset_key.to_user_string(): event.materialization
+        for event in result.get_asset_materialization_events()
+    }
     for key, materialization in sorted(tables.items()):
         metadata = materialization.metadata
         if "dagster/row_count" in metadata and "delta_version" in metadata:

@@ -109,13 +109,19 @@ def test_a_range_is_one_run_covering_every_day_of_every_source(
 
 
 def test_a_column_added_mid_range_is_taken_and_earlier_days_read_it_as_null(
-    spark: SparkSession, settings: Settings, lakehouse: Path
+    spark: SparkSession, settings: Settings, lakehouse: Path, raw_data: Path
 ) -> None:
     result = materialize(
         settings, lakehouse, tags=RANGE_TAGS, selection=[dg.AssetKey(["bronze", "transactions"])]
     )
 
-    event = result.asset_materializations_for_node("bronze__transactions")[0]
+    events = result.asset_materializations_for_node("bronze__transactions")
+    assert [e.partition for e in events] == [str(d) for d in DAYS]
+    # The range's facts are on its last day, the asset's latest materialization; the other days point there.
+    *earlier, event = events
+    assert {tuple(e.metadata) for e in earlier} == {("range_run",)}
+    assert f"are on {LAST}" in earlier[0].metadata["range_run"].value
+    assert event.metadata["rows_written"].value == sum(drop_rows(raw_data, "transactions", d) for d in DAYS)
     assert event.metadata["columns_beyond_contract"].value == "coupon_code"
     columns = [c.name for c in event.metadata["dagster/column_schema"].schema.columns]
     assert columns[-6:] == [

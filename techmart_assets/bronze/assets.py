@@ -93,20 +93,25 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
             kept = count_rows(path, f"({days_predicate(days)}) AND NOT ({FROM_DROP_FILES})")
             streamed = {"streamed_rows_kept": kept}
         yield dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": written["rows"],
-                **({"dagster/column_schema": md.column_schema(frame)} if extra_columns else {}),
-                "rows_written": written["rows"],
-                "malformed_rows": written["malformed"],
-                **streamed,
-                "files_read": len(drops),
-                "days_written": len(days_with_drop),
-                "days_without_drop": md.days_summary(missing) if missing else "none",
-                "columns_beyond_contract": ", ".join(extra_columns) or "none",
-                **md.commit_metadata(path, commit),
-                # The first day only: Delta reads the one file that holds it, not the whole range.
-                "preview": md.table_preview(path, f"({days_predicate(days[:1])}) AND ({FROM_DROP_FILES})"),
-            },
+            metadata=md.for_each_day(
+                context,
+                {
+                    "dagster/row_count": written["rows"],
+                    **({"dagster/column_schema": md.column_schema(frame)} if extra_columns else {}),
+                    "rows_written": written["rows"],
+                    "malformed_rows": written["malformed"],
+                    **streamed,
+                    "files_read": len(drops),
+                    "days_written": len(days_with_drop),
+                    "days_without_drop": md.days_summary(missing) if missing else "none",
+                    "columns_beyond_contract": ", ".join(extra_columns) or "none",
+                    **md.commit_metadata(path, commit),
+                    # The first day only: Delta reads the one file that holds it, not the whole range.
+                    "preview": md.table_preview(
+                        path, f"({days_predicate(days[:1])}) AND ({FROM_DROP_FILES})"
+                    ),
+                },
+            ),
             check_results=[
                 dg.AssetCheckResult(
                     check_name=DROP_FULLY_LANDED.name,

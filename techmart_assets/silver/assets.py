@@ -222,39 +222,49 @@ def batch_results(
     commit, qcommit = commits
     yield dg.MaterializeResult(
         asset_key=silver_key(source.name),
-        metadata={
-            "dagster/row_count": accepted,
-            "dagster/column_schema": md.column_schema(written),
-            "bronze_rows": bronze_rows,
-            "rows_accepted": accepted,
-            "rows_quarantined": quarantined,
-            "duplicates_removed": duplicates,
-            "reconciliation": f"{bronze_rows:,} = {accepted:,} + {quarantined:,} + {duplicates:,}",
-            "days_written": len(tables.days),
-            **md.commit_metadata(tables.path("silver", source.name), commit),
-            # The first day only: Delta reads the one file that holds it, not the whole range.
-            "preview": md.table_preview(tables.path("silver", source.name), days_predicate(tables.days[:1])),
-        },
+        metadata=md.for_each_day(
+            context,
+            asset_key=silver_key(source.name),
+            metadata={
+                "dagster/row_count": accepted,
+                "dagster/column_schema": md.column_schema(written),
+                "bronze_rows": bronze_rows,
+                "rows_accepted": accepted,
+                "rows_quarantined": quarantined,
+                "duplicates_removed": duplicates,
+                "reconciliation": f"{bronze_rows:,} = {accepted:,} + {quarantined:,} + {duplicates:,}",
+                "days_written": len(tables.days),
+                **md.commit_metadata(tables.path("silver", source.name), commit),
+                # The first day only: Delta reads the one file that holds it, not the whole range.
+                "preview": md.table_preview(
+                    tables.path("silver", source.name), days_predicate(tables.days[:1])
+                ),
+            },
+        ),
         check_results=results,
     )
-    yield quarantine_result(tables, source, rules, qcommit)
+    yield quarantine_result(context, tables, source, rules, qcommit)
 
 
 def quarantine_result(
-    tables: Tables, source: Source, rules: dict[str, int], commit: Commit
+    context: dg.AssetExecutionContext, tables: Tables, source: Source, rules: dict[str, int], commit: Commit
 ) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         asset_key=quarantine_key(source),
-        metadata={
-            "dagster/row_count": sum(rules.values()),
-            "rows_by_rule": rules_table(rules),
-            **md.commit_metadata(tables.path("silver", f"{source.name}_quarantine"), commit),
-            "preview": md.table_preview(
-                tables.path("silver", f"{source.name}_quarantine"),
-                tables.of_days,
-                ["record_key", "quarantine_rule", "quarantine_reason"],
-            ),
-        },
+        metadata=md.for_each_day(
+            context,
+            asset_key=quarantine_key(source),
+            metadata={
+                "dagster/row_count": sum(rules.values()),
+                "rows_by_rule": rules_table(rules),
+                **md.commit_metadata(tables.path("silver", f"{source.name}_quarantine"), commit),
+                "preview": md.table_preview(
+                    tables.path("silver", f"{source.name}_quarantine"),
+                    tables.of_days,
+                    ["record_key", "quarantine_rule", "quarantine_reason"],
+                ),
+            },
+        ),
     )
 
 
@@ -493,23 +503,27 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
         ]
         yield dg.MaterializeResult(
             asset_key=silver_key(source.name),
-            metadata={
-                "dagster/row_count": totals["rows"],
-                "dagster/column_schema": md.column_schema(table),
-                "bronze_rows": bronze_rows,
-                "versions_opened": versions[VERSION],
-                "records_unchanged": versions[UNCHANGED],
-                "records_repeated": versions[REPEATED],
-                "rows_quarantined": sum(rules.values()),
-                "current_keys": totals["current"],
-                **md.commit_metadata(path, commit),
-                "preview": md.table_preview(
-                    path, days_predicate(tables.days[:1]), order_by=scd2.business_key
-                ),
-            },
+            metadata=md.for_each_day(
+                context,
+                asset_key=silver_key(source.name),
+                metadata={
+                    "dagster/row_count": totals["rows"],
+                    "dagster/column_schema": md.column_schema(table),
+                    "bronze_rows": bronze_rows,
+                    "versions_opened": versions[VERSION],
+                    "records_unchanged": versions[UNCHANGED],
+                    "records_repeated": versions[REPEATED],
+                    "rows_quarantined": sum(rules.values()),
+                    "current_keys": totals["current"],
+                    **md.commit_metadata(path, commit),
+                    "preview": md.table_preview(
+                        path, days_predicate(tables.days[:1]), order_by=scd2.business_key
+                    ),
+                },
+            ),
             check_results=results,
         )
-        yield quarantine_result(tables, source, rules, qcommit)
+        yield quarantine_result(context, tables, source, rules, qcommit)
 
     return silver_dimension
 
