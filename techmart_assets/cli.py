@@ -60,7 +60,10 @@ def build_range(settings: Settings, first: str, last: str, job: str | None = Non
 
 
 def run_build(args: argparse.Namespace) -> int:
-    return build_range(Settings.from_env(), args.start, args.end)
+    from techmart_assets.jobs import DAILY_JOB, LAKEHOUSE_JOB
+
+    job = DAILY_JOB if args.with_report else LAKEHOUSE_JOB
+    return build_range(Settings.from_env(), args.start, args.end, job)
 
 
 def run_dbt_command(args: argparse.Namespace) -> int:
@@ -279,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     build = sub.add_parser("build", help="materialize every layer for a range of days, as one run")
     build.add_argument("--start", default=HISTORY_START, help="first day, YYYY-MM-DD")
     build.add_argument("--end", default=REFERENCE_HISTORY_END, help="last day, YYYY-MM-DD")
+    build.add_argument(
+        "--with-report",
+        action="store_true",
+        help="run the daily job (the tables and each day's sales report) instead of the tables alone",
+    )
     build.set_defaults(func=run_build)
 
     dbt = sub.add_parser(

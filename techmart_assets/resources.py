@@ -71,7 +71,15 @@ def spark_config(settings: Settings) -> dict[str, str]:
         "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
         "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
         "spark.sql.session.timeZone": "UTC",
+        # The narrowest shuffle: streaming queries' state partitions (kept in their checkpoints), and the
+        # least a batch step uses; batch steps widen their shuffles to their data (`sizing`).
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions),
+        # Spark 3.5 keeps a cached plan's shuffles at their initial width (Spark 4's default is true):
+        # a frame cached between two writes would otherwise be read back at its shuffle's full width.
+        "spark.sql.optimizer.canChangeCachedPlanOutputPartitioning": "true",
+        # A cached frame is read back once or twice, then dropped: building its column dictionaries
+        # (hashing and copying every string, the whole row's JSON included) cost more than it saved.
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         # Delta rebuilds table state with 50 tasks by default: far too many for tables of this size.
         "spark.databricks.delta.snapshotPartitions": str(settings.spark_shuffle_partitions),
         # A range of daily drops is a read of ~1,000 paths; Spark lists more than 32 paths in a job
@@ -93,9 +101,15 @@ def build_spark_resource(settings: Settings) -> PySparkResource:
 
 
 class LakehouseResource(dg.ConfigurableResource):
-    """Where everything lives: `root` is a local folder or an object-store URI."""
+    """Where everything lives (`root`: a local folder or an object-store URI), and how much of it one
+    Spark plan takes: a range run goes through its days in chunks of at most `chunk_bytes` of drop
+    files (bronze) or `chunk_rows` bronze rows (silver), so its memory follows the chunk, and a
+    step's shuffles give each task about `rows_per_task` of the rows it reads."""
 
     root: str
+    chunk_bytes: int = Settings.chunk_bytes
+    chunk_rows: int = Settings.chunk_rows
+    rows_per_task: int = Settings.rows_per_task
 
     def layer_path(self, layer: str) -> str:
         if layer not in LAYERS:
@@ -129,10 +143,20 @@ class KafkaResource(dg.ConfigurableResource):
         return broker.end_offsets(self.bootstrap, topic)
 
 
+def build_lakehouse_resource(settings: Settings, root: str | None = None) -> LakehouseResource:
+    """The lakehouse at `root` (default: the settings' root), chunked as the settings say."""
+    return LakehouseResource(
+        root=root or settings.lakehouse_root,
+        chunk_bytes=settings.chunk_bytes,
+        chunk_rows=settings.chunk_rows,
+        rows_per_task=settings.rows_per_task,
+    )
+
+
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
     settings = settings or Settings.from_env()
     return {
         "spark": build_spark_resource(settings),
-        "lakehouse": LakehouseResource(root=settings.lakehouse_root),
+        "lakehouse": build_lakehouse_resource(settings),
         "kafka": KafkaResource(bootstrap=settings.kafka_bootstrap),
     }

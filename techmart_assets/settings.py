@@ -26,6 +26,12 @@ class Settings:
     kafka_bootstrap: str = "localhost:9092"
     kafka_home: Path = PROJECT_ROOT / ".kafka"
     kafka_heap: str = "512m"
+    # A range run's Spark layers work through the range in chunks: bronze of at most this many bytes
+    # of drop files, silver of at most this many bronze rows.
+    chunk_bytes: int = 512 * 1024**2
+    chunk_rows: int = 2_000_000
+    # A batch step's shuffles give each task about this many of the rows it reads.
+    rows_per_task: int = 250_000
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,4 +47,7 @@ class Settings:
             kafka_bootstrap=env("TECHMART_KAFKA_BOOTSTRAP", "localhost:9092"),
             kafka_home=Path(env("TECHMART_KAFKA_HOME", str(PROJECT_ROOT / ".kafka"))),
             kafka_heap=env("TECHMART_KAFKA_HEAP", "512m"),
+            chunk_bytes=int(env("TECHMART_CHUNK_BYTES", str(512 * 1024**2))),
+            chunk_rows=int(env("TECHMART_CHUNK_ROWS", "2000000")),
+            rows_per_task=int(env("TECHMART_ROWS_PER_TASK", "250000")),
         )

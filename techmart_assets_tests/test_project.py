@@ -7,13 +7,17 @@ import re
 import subprocess
 import sys
 import tomllib
+from datetime import date, timedelta
 from importlib.metadata import version
 from pathlib import Path
 
 import pyspark
+import pytest
 
+from techmart_assets.partitions import chunk_days
 from techmart_assets.resources import spark_config, spark_jars
 from techmart_assets.settings import PROJECT_ROOT, Settings
+from techmart_assets.sizing import SHUFFLE_PARTITIONS, shuffle_width, shuffles_for
 
 POM = (PROJECT_ROOT / "jvm" / "spark" / "pom.xml").read_text()
 
@@ -77,3 +81,31 @@ def test_a_foreign_spark_home_is_not_used(monkeypatch) -> None:
     monkeypatch.setenv("SPARK_HOME", "/opt/some-other-spark")
     spark_config(Settings.from_env())
     assert os.environ["SPARK_HOME"] == str(Path(pyspark.__file__).parent)
+
+
+def test_a_range_is_cut_into_chunks_by_weight_keeping_months_whole() -> None:
+    days = [date(2024, 1, 20) + timedelta(days=i) for i in range(40)]  # Jan 20 .. Feb 28
+    weights = dict.fromkeys(days, 10)
+    assert chunk_days(days, weights, 1_000) == [days]
+    # January's 12 days (120) fit the budget whole; February (280) does not, so it is cut by days,
+    # its first three filling January's chunk.
+    chunks = chunk_days(days, weights, 150)
+    assert [len(c) for c in chunks] == [15, 15, 10]
+    # Two months that fit are never split.
+    assert [len(c) for c in chunk_days(days, weights, 300)] == [12, 28]
+    assert [d for c in chunks for d in c] == days
+    # A day above the budget is a chunk of its own; days without a weight weigh nothing.
+    heavy = {days[0]: 500}
+    assert chunk_days(days[:3], heavy, 100) == [[days[0]], days[1:3]]
+    with pytest.raises(ValueError, match="positive"):
+        chunk_days(days, weights, 0)
+
+
+def test_a_step_s_shuffles_are_sized_to_the_rows_it_reads(spark) -> None:
+    assert shuffle_width(0, 250_000, 4) == 4
+    assert shuffle_width(1_000_000, 250_000, 4) == 4
+    assert shuffle_width(10_000_001, 250_000, 4) == 41
+    narrowest = spark.conf.get(SHUFFLE_PARTITIONS)
+    with shuffles_for(spark, 10_000_000, 250_000) as width:
+        assert width == 40 and spark.conf.get(SHUFFLE_PARTITIONS) == "40"
+    assert spark.conf.get(SHUFFLE_PARTITIONS) == narrowest

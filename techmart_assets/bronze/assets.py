@@ -11,7 +11,7 @@ from pyspark.sql import Observation
 from pyspark.sql import functions as F
 
 from techmart_assets import metadata as md
-from techmart_assets.bronze.drops import data_lines, group_by_header, list_drops
+from techmart_assets.bronze.drops import bytes_per_day, data_lines, group_by_header, list_drops
 from techmart_assets.bronze.ingest import (
     FROM_DROP_FILES,
     columns_beyond_contract,
@@ -19,7 +19,7 @@ from techmart_assets.bronze.ingest import (
     read_source_drops,
 )
 from techmart_assets.delta import count_rows, days_predicate, replace_days
-from techmart_assets.partitions import daily_partitions, run_days
+from techmart_assets.partitions import chunk_days, daily_partitions, run_days
 from techmart_assets.quality.checks import CheckSpec, not_evaluated
 from techmart_assets.resources import LakehouseResource
 from techmart_assets.sources import SOURCES, Source
@@ -74,19 +74,32 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
             yield from not_evaluated([DROP_FULLY_LANDED.name], "no drop for these days")
             return
 
-        context.log.info(f"Reading {len(drops)} {source.name} files for {len(days_with_drop)} days.")
         session = spark.spark_session
         days = sorted(days_with_drop)
-        # The write counts its rows as it goes (no second pass over the table).
-        counted = Observation()
-        frame = read_source_drops(session, source, group_by_header(drops)).observe(
-            counted, F.count(F.lit(1)).alias("rows"), F.count("_parse_error").alias("malformed")
+        chunks = chunk_days(days, bytes_per_day(drops), lakehouse.chunk_bytes)
+        context.log.info(
+            f"Reading {len(drops)} {source.name} files for {len(days_with_drop)} days"
+            + (f" in {len(chunks)} chunks." if len(chunks) > 1 else ".")
         )
         path = lakehouse.table_path("bronze", source.name)
-        commit = replace_days(frame, path, days, where=FROM_DROP_FILES)
-        written = counted.get
-
-        extra_columns = columns_beyond_contract(frame.columns, source)
+        written = {"rows": 0, "malformed": 0}
+        extra_columns: list[str] = []
+        for number, chunk in enumerate(chunks, 1):
+            if len(chunks) > 1:
+                context.log.info(
+                    f"bronze/{source.name}: chunk {number}/{len(chunks)}, {chunk[0]}..{chunk[-1]}"
+                )
+            chunk_drops = [d for d in drops if chunk[0] <= d.day <= chunk[-1]]
+            # The write counts its rows as it goes (no second pass over the table).
+            counted = Observation()
+            frame = read_source_drops(session, source, group_by_header(chunk_drops)).observe(
+                counted, F.count(F.lit(1)).alias("rows"), F.count("_parse_error").alias("malformed")
+            )
+            commit = replace_days(frame, path, chunk, where=FROM_DROP_FILES)
+            written = {name: written[name] + counted.get[name] for name in written}
+            extra_columns += [
+                c for c in columns_beyond_contract(frame.columns, source) if c not in extra_columns
+            ]
         lines = data_lines(drops, header_lines=1 if source.file_format == "csv" else 0)
         streamed = {}
         if source.streamed:
@@ -97,11 +110,16 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
                 context,
                 {
                     "dagster/row_count": written["rows"],
-                    **({"dagster/column_schema": md.column_schema(frame)} if extra_columns else {}),
+                    **(
+                        {"dagster/column_schema": md.column_schema(session.read.format("delta").load(path))}
+                        if extra_columns
+                        else {}
+                    ),
                     "rows_written": written["rows"],
                     "malformed_rows": written["malformed"],
                     **streamed,
                     "files_read": len(drops),
+                    "chunks": len(chunks),
                     "days_written": len(days_with_drop),
                     "days_without_drop": md.days_summary(missing) if missing else "none",
                     "columns_beyond_contract": ", ".join(extra_columns) or "none",

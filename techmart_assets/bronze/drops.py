@@ -19,6 +19,7 @@ class DropFile:
     day: date
     path: str  # as Spark reads it (a local path or the original URI)
     header: tuple[str, ...] | None = None  # CSV only
+    size: int = 0  # bytes
 
 
 def _filesystem(root: str) -> tuple[fs.FileSystem, str, str]:
@@ -54,7 +55,7 @@ def list_drops(
         for f in filesystem.get_file_info(fs.FileSelector(day_dir.path)):
             if f.type == fs.FileType.File and f.base_name.endswith(f".{extension}") and f.size > 0:
                 header = read_header(filesystem, f.path) if with_header else None
-                drops.append(DropFile(day=day, path=f"{prefix}{f.path}", header=header))
+                drops.append(DropFile(day=day, path=f"{prefix}{f.path}", header=header, size=f.size))
     return sorted(drops, key=lambda d: (d.day, d.path))
 
 
@@ -77,6 +78,13 @@ def data_lines(drops: list[DropFile], header_lines: int) -> int:
                 total += sum(1 for line in lines if line.strip())
         total += 1 if carry.strip() else 0
     return total - header_lines * len(drops)
+
+
+def bytes_per_day(drops: list[DropFile]) -> dict[date, int]:
+    sizes: dict[date, int] = defaultdict(int)
+    for drop in drops:
+        sizes[drop.day] += drop.size
+    return dict(sizes)
 
 
 def group_by_header(drops: list[DropFile]) -> dict[tuple[str, ...], list[str]]:

@@ -23,6 +23,7 @@ from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, ensure_manifest, l
 from techmart_assets.metadata import commit_metadata
 from techmart_assets.partitions import daily_partitions
 from techmart_assets.resources import LakehouseResource
+from techmart_assets.sizing import shuffles_for
 
 # One dbt build rewrites the gold tables at a time: dbt steps queue on this pool (one slot in
 # dagster.yaml), so a backfill and a daily run never write the same tables at once.
@@ -63,6 +64,17 @@ def table_metadata(lakehouse: LakehouseResource, key: dg.AssetKey) -> dict[str, 
     return {"dagster/row_count": rows, **commit_metadata(path, last_commit(path))}
 
 
+def silver_rows(lakehouse: LakehouseResource) -> int:
+    """Rows of the silver tables gold reads most of: sales and web events."""
+    total = 0
+    for name in ("transactions", "web_events"):
+        try:
+            total += count_rows(lakehouse.table_path("silver", name))
+        except TableNotFoundError:
+            continue
+    return total
+
+
 @dbt_assets(
     manifest=ensure_manifest(),
     project=dbt_project,
@@ -89,27 +101,31 @@ def gold_dbt_assets(
     if selection.indirect_selection:
         args += ["--indirect-selection", selection.indirect_selection]
     target = DBT_PROJECT_DIR / "target" / "runs" / f"{context.run_id[:8]}-{uuid.uuid4().hex[:6]}"
-    for raw in stream_dbt(
-        session,
-        args,
-        lakehouse.root,
-        manifest=selection.manifest,
-        target_path=target,
-        project_dir=project_dir,
-    ):
-        message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
-        for event in message.to_default_asset_events(
+    # Sized for all of silver: the current-state models (customer value, profiles) read every day.
+    with shuffles_for(session, silver_rows(lakehouse), lakehouse.rows_per_task):
+        for raw in stream_dbt(
+            session,
+            args,
+            lakehouse.root,
             manifest=selection.manifest,
-            dagster_dbt_translator=selection.dagster_dbt_translator,
-            context=context,
             target_path=target,
-            project=dbt_project,
+            project_dir=project_dir,
         ):
-            if isinstance(event, dg.Output | dg.AssetMaterialization):
-                key = (
-                    context.asset_key_for_output(event.output_name) if isinstance(event, dg.Output) else None
-                )
-                key = key or event.asset_key
-                extra = table_metadata(lakehouse, key)
-                event = event.with_metadata({**event.metadata, **extra})
-            yield event
+            message = DbtCoreCliEventMessage(raw_event=raw, event_history_metadata={})
+            for event in message.to_default_asset_events(
+                manifest=selection.manifest,
+                dagster_dbt_translator=selection.dagster_dbt_translator,
+                context=context,
+                target_path=target,
+                project=dbt_project,
+            ):
+                if isinstance(event, dg.Output | dg.AssetMaterialization):
+                    key = (
+                        context.asset_key_for_output(event.output_name)
+                        if isinstance(event, dg.Output)
+                        else None
+                    )
+                    key = key or event.asset_key
+                    extra = table_metadata(lakehouse, key)
+                    event = event.with_metadata({**event.metadata, **extra})
+                yield event

@@ -5,7 +5,7 @@ MERGEs SCD2 chains), then evaluates its checks on what it wrote. Checks that gua
 """
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 import dagster as dg
@@ -19,13 +19,14 @@ from techmart_assets.delta import (
     PARTITION_COLUMN,
     Commit,
     count_by,
+    count_rows,
     days_predicate,
     is_delta_table,
     last_commit,
     read_days,
     replace_days,
 )
-from techmart_assets.partitions import daily_partitions, run_days
+from techmart_assets.partitions import chunk_days, daily_partitions, run_days
 from techmart_assets.quality import checks
 from techmart_assets.quality.checks import CheckSpec, RowRule
 from techmart_assets.resources import LakehouseResource
@@ -40,6 +41,7 @@ from techmart_assets.silver.rules import MAX_PLAUSIBLE_AMOUNT_MAD
 from techmart_assets.silver.scd2 import REPEATED, UNCHANGED, VERSION
 from techmart_assets.silver.transactions import build_transactions
 from techmart_assets.silver.web_events import build_web_events
+from techmart_assets.sizing import shuffles_for
 from techmart_assets.sources import SOURCES, Source
 
 QUARANTINE_WARN_RATE, QUARANTINE_FAIL_RATE = 0.05, 0.20
@@ -179,12 +181,27 @@ def no_bronze_rows(
     yield from checks.not_evaluated([c.name for c in check_list], reason)
 
 
-def write_batch(tables: Tables, source: Source, batch: SilverBatch) -> tuple[Commit, Commit, DataFrame]:
-    """Replace the run's days in the silver table and in its quarantine; return what was written."""
+def write_batch(tables: Tables, source: Source, batch: SilverBatch) -> tuple[Commit, Commit]:
+    """Replace the run's days in the silver table and in its quarantine."""
     path, qpath = tables.path("silver", source.name), tables.path("silver", f"{source.name}_quarantine")
     commit = replace_days(batch.accepted, path, tables.days)
     qcommit = replace_days(batch.quarantined, qpath, tables.days)
-    return commit, qcommit, tables.days_of("silver", source.name)
+    return commit, qcommit
+
+
+def in_chunks(
+    context: dg.AssetExecutionContext, tables: Tables, bronze_per_day: dict[str, int], budget: int
+) -> list[Tables]:
+    """The run's days as chunks of at most `budget` bronze rows, each read and written on its own:
+    a chunk's days see the silver days before them, earlier chunks included, as a run of those days
+    alone would."""
+    rows = {date.fromisoformat(day): n for day, n in bronze_per_day.items()}
+    chunks = chunk_days(tables.days, rows, budget)
+    if len(chunks) > 1:
+        context.log.info(
+            f"{len(tables.days)} days in {len(chunks)} chunks of at most {budget:,} bronze rows."
+        )
+    return [replace(tables, days=days) for days in chunks]
 
 
 def batch_results(
@@ -196,8 +213,10 @@ def batch_results(
     written: DataFrame,
     commits: tuple[Commit, Commit],
     table_checks: list[dg.AssetCheckResult],
+    chunks: int,
 ) -> Iterator:
-    """Metadata and the shared checks for a source written as accepted rows + quarantine."""
+    """Metadata and the shared checks for a source written as accepted rows + quarantine; `commits`
+    are the last chunk's."""
     rules = tables.by_rule(source)
     duplicates = sum(n for rule, n in rules.items() if rule.startswith("duplicate_"))
     quarantined = sum(rules.values()) - duplicates
@@ -234,6 +253,7 @@ def batch_results(
                 "duplicates_removed": duplicates,
                 "reconciliation": f"{bronze_rows:,} = {accepted:,} + {quarantined:,} + {duplicates:,}",
                 "days_written": len(tables.days),
+                "chunks": chunks,
                 **md.commit_metadata(tables.path("silver", source.name), commit),
                 # The first day only: Delta reads the one file that holds it, not the whole range.
                 "preview": md.table_preview(
@@ -330,25 +350,38 @@ def materialize_batch(
     source = spec.source
     tables = Tables(spark.spark_session, lakehouse, run_days(context))
     bronze = tables.days_of("bronze", source.name)
-    # Counted once: whether there is anything to build, and the reconciliation's left-hand side.
-    bronze_rows = tables.rows("bronze", source.name)
+    # Counted once: whether there is anything to build, the chunks, the reconciliation's left-hand side.
+    bronze_per_day = tables.per_day("bronze", source.name)
+    bronze_rows = sum(bronze_per_day.values())
     if bronze is None or bronze_rows == 0:
         yield from no_bronze_rows(context, source, spec.checks)
         return
     context.log.info(f"Building silver/{source.name} for {len(tables.days)} days from bronze/{source.name}.")
-    batch = spec.build(tables, bronze)
-    *commits, written = write_batch(tables, source, batch)
-    release(batch.persisted)
-    whole = tables.spark.read.format("delta").load(tables.path("silver", source.name))
+    chunks = in_chunks(context, tables, bronze_per_day, lakehouse.chunk_rows)
+    for number, chunk in enumerate(chunks, 1):
+        if len(chunks) > 1:
+            context.log.info(
+                f"silver/{source.name}: chunk {number}/{len(chunks)}, {chunk.days[0]}..{chunk.days[-1]}"
+            )
+        rows = sum(bronze_per_day.get(str(day), 0) for day in chunk.days)
+        with shuffles_for(tables.spark, rows, lakehouse.rows_per_task):
+            batch = spec.build(chunk, chunk.days_of("bronze", source.name))
+            commits = write_batch(chunk, source, batch)
+        release(batch.persisted)
+    written = tables.days_of("silver", source.name)
+    path = tables.path("silver", source.name)
+    whole = tables.spark.read.format("delta").load(path)
     inside_day = RowRule(
         INSIDE_DAY.name,
         F.to_date(spec.event_time) != F.col(PARTITION_COLUMN),
         [source.key, spec.event_time, PARTITION_COLUMN],
     )
-    row_results, _ = checks.row_checks(written, spec.required, [inside_day, *spec.extra_rules()])
-    table_checks = [checks.unique_key(whole, source.key), *row_results]
+    # The key's uniqueness is checked across the whole table: sized for all of it.
+    with shuffles_for(tables.spark, count_rows(path), lakehouse.rows_per_task):
+        row_results, _ = checks.row_checks(written, spec.required, [inside_day, *spec.extra_rules()])
+        table_checks = [checks.unique_key(whole, source.key), *row_results]
     yield from batch_results(
-        context, tables, source, bronze, bronze_rows, written, tuple(commits), table_checks
+        context, tables, source, bronze, bronze_rows, written, commits, table_checks, len(chunks)
     )
 
 
@@ -458,19 +491,19 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
             return
         path = tables.path("silver", source.name)
         context.log.info(f"Applying {len(tables.days)} days of {source.name} changes to the SCD2 table.")
-        batch = build_dimension(
-            tables.whole("bronze", source.name, f"silver/{source.name}"),
-            days_predicate(tables.days),
-            path,
-            dimension,
-        )
-        statuses = {
-            r.scd2_status: r["count"] for r in batch.classified.groupBy("scd2_status").count().collect()
-        }
-        commit = last_commit(path)
-        qcommit = replace_days(
-            batch.quarantined, tables.path("silver", f"{source.name}_quarantine"), tables.days
-        )
+        bronze_whole = tables.whole("bronze", source.name, f"silver/{source.name}")
+        # A touched key's chain is rebuilt from every extract in bronze: sized for all of them.
+        with shuffles_for(
+            tables.spark, count_rows(tables.path("bronze", source.name)), lakehouse.rows_per_task
+        ):
+            batch = build_dimension(bronze_whole, days_predicate(tables.days), path, dimension)
+            statuses = {
+                r.scd2_status: r["count"] for r in batch.classified.groupBy("scd2_status").count().collect()
+            }
+            commit = last_commit(path)
+            qcommit = replace_days(
+                batch.quarantined, tables.path("silver", f"{source.name}_quarantine"), tables.days
+            )
         release(batch.persisted)
         rules = tables.by_rule(source)
         table = tables.spark.read.format("delta").load(path)

@@ -20,7 +20,6 @@ import atexit
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 
@@ -32,6 +31,7 @@ from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from techmart_assets.delta import BatchLedger, append_batches
+from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.broker import FRAUD_ALERTS_TOPIC, TRANSACTIONS_TOPIC
 from techmart_assets.streaming.rules import CustomerState, FraudConfig, Profile, Transaction, evaluate
@@ -367,22 +367,6 @@ def alerts_writer(path: str, bootstrap: str, topic: str = FRAUD_ALERTS_TOPIC):
     return write
 
 
-@contextmanager
-def query_settings(spark: SparkSession, settings: dict[str, str]) -> Iterator[None]:
-    """Session settings for the queries started inside the block (a query reads them when it starts)."""
-    before = {key: spark.conf.get(key, None) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
-    try:
-        yield
-    finally:
-        for key, value in before.items():
-            if value is None:
-                spark.conf.unset(key)
-            else:
-                spark.conf.set(key, value)
-
-
 def start_detection(
     parsed: DataFrame,
     paths: StreamPaths,
@@ -405,7 +389,7 @@ def start_detection(
     )
     # State in STATE_PARTITIONS partitions, one per core: each costs a Python round trip per batch.
     # Read when the query first starts; the checkpoint keeps it from then on.
-    with query_settings(spark, {"spark.sql.shuffle.partitions": str(STATE_PARTITIONS)}):
+    with session_settings(spark, {SHUFFLE_PARTITIONS: str(STATE_PARTITIONS)}):
         return (
             alerts.writeStream.queryName(DETECTION_QUERY)
             .foreachBatch(alerts_writer(paths.alerts, bootstrap))

@@ -25,6 +25,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
+from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.streaming import fraud
 from techmart_assets.streaming.ingestion import start_ingestion
 from techmart_assets.streaming.live_sales import product_categories, start_live_sales
@@ -155,8 +156,8 @@ class StreamRunner:
                 )
             )
         if options.live_sales:
-            state_partitions = {"spark.sql.shuffle.partitions": str(fraud.STATE_PARTITIONS)}
-            with fraud.query_settings(self.spark, state_partitions):
+            state_partitions = {SHUFFLE_PARTITIONS: str(fraud.STATE_PARTITIONS)}
+            with session_settings(self.spark, state_partitions):
                 self.queries.append(
                     start_live_sales(
                         background,
