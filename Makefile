@@ -23,10 +23,10 @@ DBT_MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := dbt_project/dbt_project.yml dbt_project/profiles.yml \
 	$(shell find dbt_project/models dbt_project/macros dbt_project/seeds dbt_project/tests -type f 2>/dev/null)
 
-.PHONY: help setup demo test lint ui bench clean
+.PHONY: help setup demo test lint ui bench bench-scale clean
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 setup: $(PY_STAMP) $(SPARK_JARS_STAMP) $(KAFKA_JARS_STAMP) $(DAGSTER_HOME_STAMP) $(DBT_MANIFEST)  ## venv, Python packages, JVM jars, Dagster home, dbt manifest
 
@@ -69,12 +69,18 @@ lint:  ## ruff on the Python code
 ui: setup  ## the Dagster webserver and daemon on the demo's instance (http://127.0.0.1:3000)
 	$(BIN)/dagster dev --host 127.0.0.1 --port 3000
 
-bench: setup  ## the benchmarks in bench/ (ratios against a baseline measured in the same run)
+bench: setup  ## the benchmarks in bench/, their figures in bench/results.json, then BENCHMARKS.md from them
 	$(BIN)/python -m bench.bronze_backfill
 	$(BIN)/python -m bench.silver_backfill
 	$(BIN)/python -m bench.gold_build
 	$(BIN)/python -m bench.fraud_stream
 	$(BIN)/python -m bench.event_storage
+	$(BIN)/python -m bench.history_scale --scales 1 10 50
+	$(BIN)/python -m bench.report
+
+bench-scale: setup  ## the history at 200 times the reference data (about 28 GB of drops; not in CI), then BENCHMARKS.md
+	$(BIN)/python -m bench.history_scale --scales 200
+	$(BIN)/python -m bench.report
 
 clean:  ## remove the generated lakehouse and the Dagster instance (keeps venv and jars)
 	rm -rf lakehouse $(DAGSTER_HOME) spark-warehouse metastore_db dbt_project/target dbt_project/logs

@@ -33,6 +33,7 @@ from bench.common import (
     reference_workspace,
     report,
 )
+from bench.results import record
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.sources import SOURCES
 
@@ -84,7 +85,7 @@ def through_dagster(root: Path) -> None:
     materialize_range(bronze_assets, root)
 
 
-def bench_generator(work: Path, transactions: int) -> None:
+def bench_generator(work: Path, transactions: int) -> dict[str, float]:
     out = work / "generator"
     command = [sys.executable, "-m", "techmart_assets.cli", "generate", "--no-progress", "--out", str(out)]
     command += ["--transactions", str(transactions), "--customers", str(max(5_000, transactions // 10))]
@@ -97,6 +98,11 @@ def bench_generator(work: Path, transactions: int) -> None:
         f"{transactions / elapsed:,.0f} transactions/s, peak RSS {peak_mib:,.0f} MiB"
     )
     shutil.rmtree(out)
+    return {
+        "wall_time_s": elapsed,
+        "transactions_rows_per_s": transactions / elapsed,
+        "rss_peak_mib": peak_mib,
+    }
 
 
 def main() -> None:
@@ -113,17 +119,18 @@ def main() -> None:
             args.warmup,
             verify=lambda roots: same_tables(ws.spark, roots),
         )
-        report(
+        title = (
             f"bronze backfill, {ws.summary.days} days, {ws.summary.transactions:,} transactions "
-            f"(best of {args.repeat} after {args.warmup} warm-up round(s); goal: Dagster < 120 s)",
-            best,
-            "plain PySpark",
-            "Dagster",
-            "<= 1.3",
-            partition_bookkeeping(len(bronze_assets)),
+            f"(best of {args.repeat} after {args.warmup} warm-up round(s); goal: Dagster < 120 s)"
         )
+        figures = report(
+            title, best, "plain PySpark", "Dagster", "<= 1.3", partition_bookkeeping(len(bronze_assets))
+        )
+        record("bronze_backfill", figures, note=title)
         if not args.skip_generator:
-            bench_generator(ws.work, args.generator_transactions)
+            transactions = args.generator_transactions
+            note = f"techmart generate of {transactions:,} transactions in a subprocess, one run"
+            record("generator", bench_generator(ws.work, transactions), note=note)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -19,7 +20,7 @@ from pyspark.sql import SparkSession
 
 from techmart_assets.generator import GenerationSummary, GeneratorConfig, generate
 from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END, daily_partitions
-from techmart_assets.resources import LakehouseResource, build_spark_resource, spark_config
+from techmart_assets.resources import build_lakehouse_resource, build_spark_resource, spark_config
 from techmart_assets.settings import PROJECT_ROOT, Settings
 
 RANGE_TAGS = {
@@ -95,7 +96,7 @@ def materialize_range(assets: list, root: Path) -> None:
 def resources(root: Path) -> dict[str, object]:
     return {
         "spark": build_spark_resource(Settings.from_env()),
-        "lakehouse": LakehouseResource(root=str(root)),
+        "lakehouse": build_lakehouse_resource(Settings.from_env(), str(root)),
     }
 
 
@@ -146,7 +147,9 @@ def compare(
 
 def report(
     title: str, best: dict[str, float], baseline: str, candidate: str, goal: str, bookkeeping: float
-) -> None:
+) -> dict[str, float | str]:
+    """Print the comparison; returns its figures for `bench.results.record` (each side's time, the
+    ratio and its goal, the bookkeeping and the ratio without it)."""
     ratio = best[candidate] / best[baseline]
     print(f"\n{title}")
     for name, seconds in best.items():
@@ -156,6 +159,20 @@ def report(
         f"  of which Dagster's per-partition bookkeeping (no-op assets, same partitions): "
         f"{bookkeeping:.1f} s; ratio without it {(best[candidate] - bookkeeping) / best[baseline]:.2f}"
     )
+    return {
+        **{f"{figure_key(name)}_s": seconds for name, seconds in best.items()},
+        "ratio": ratio,
+        "ratio_of": f"{candidate} / {baseline}",
+        "ratio_goal": goal,
+        "bookkeeping_s": bookkeeping,
+        "without_bookkeeping_ratio": (best[candidate] - bookkeeping) / best[baseline],
+    }
+
+
+def figure_key(name: str) -> str:
+    """A side's or step's name as a figure's key: `Dagster+dbt` -> `dagster_dbt`, `Dagster's SQLite` ->
+    `dagster_sqlite`."""
+    return re.sub(r"[^a-z0-9]+", "_", name.lower().replace("'s ", " ")).strip("_")
 
 
 def partition_bookkeeping(assets: int, instance: dg.DagsterInstance | None = None) -> float:

@@ -19,7 +19,8 @@ from pathlib import Path
 import dagster as dg
 import yaml
 
-from bench.common import parser, partition_bookkeeping
+from bench.common import figure_key, parser, partition_bookkeeping
+from bench.results import record
 from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END, daily_partitions
 
 STORAGES = {
@@ -71,6 +72,18 @@ def main() -> None:
     for name, seconds in best.items():
         print(f"  {name:18s} {seconds:7.1f} s")
     print(f"  ratio              {best[candidate] / best[baseline]:7.2f}   ({candidate} / {baseline})")
+    record(
+        "event_storage",
+        {
+            **{f"{figure_key(name)}_s": seconds for name, seconds in best.items()},
+            "ratio": best[candidate] / best[baseline],
+            "ratio_of": f"{candidate} / {baseline}",
+        },
+        note=(
+            f"bookkeeping of a range run over {HISTORY_START}..{REFERENCE_HISTORY_END} for {args.assets} "
+            f"no-op assets on a fresh SQLite Dagster home (best of {args.repeat})"
+        ),
+    )
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from bench.common import (
     reference_workspace,
     report,
 )
+from bench.results import record
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.delta import PARTITION_COLUMN, days_predicate, replace_days
 from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END
@@ -79,15 +80,19 @@ def main() -> None:
             args.repeat,
             args.warmup,
         )
-        report(
+        title = (
             f"silver backfill, {ws.summary.days} days, {ws.summary.transactions:,} transactions "
-            f"(best of {args.repeat} after {args.warmup} warm-up round(s))",
+            f"(best of {args.repeat} after {args.warmup} warm-up round(s))"
+        )
+        figures = report(
+            title,
             best,
             "plain PySpark",
             "Dagster",
             "<= 1.3",
             partition_bookkeeping(sum(len(a.keys) for a in silver_assets)),
         )
+        record("silver_backfill", figures, note=title)
 
 
 if __name__ == "__main__":
