@@ -118,6 +118,8 @@ def scale_table(results: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
         if all(v is None for v in values):
             continue
         name = show(key, None)[0]
+        # Side by side, a layer's time and its rate would both read "bronze".
+        name += " rate" if key.endswith("_rows_per_s") else " time" if key.endswith("_s") else ""
         rows.append((name, [show(key, v)[1] for v in values]))
     return {"scales": [f"{entry['figures']['scale']:g}{TIMES}" for entry in cases], "rows": rows}
 

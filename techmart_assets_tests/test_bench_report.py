@@ -127,6 +127,6 @@ def test_the_scale_cases_are_also_shown_side_by_side(results_file: Path, tmp_pat
 
     table = text.split("### The history at each scale, side by side", 1)[1].split("###", 1)[0]
     assert "| figure | 1\N{MULTIPLICATION SIGN} | 10\N{MULTIPLICATION SIGN} |" in table
-    assert "| bronze | 20.0 s | 170.0 s |" in table
+    assert "| bronze time | 20.0 s | 170.0 s |" in table
     assert "| bronze peak | \N{EN DASH} | 2,800 MiB |" in table
-    assert "| silver | 45.5 s | \N{EN DASH} |" in table
+    assert "| silver time | 45.5 s | \N{EN DASH} |" in table
