@@ -112,6 +112,17 @@ def count_rows(path: str, where: str = "TRUE") -> int:
     return select(path, f"SELECT count(*) AS n FROM t WHERE {where}")["n"][0].as_py()
 
 
+def total_rows(paths: Sequence[str]) -> int:
+    """Rows of the Delta tables at `paths` together, a path without a table counting none."""
+    total = 0
+    for path in paths:
+        try:
+            total += count_rows(path)
+        except TableNotFoundError:
+            continue
+    return total
+
+
 def count_by(path: str, column: str, where: str) -> dict[str, int]:
     """Rows of the Delta table at `path` that match `where` (SQL), counted by `column` (as text), read
     by delta-rs; {} when there is no table."""

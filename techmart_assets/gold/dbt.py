@@ -18,7 +18,7 @@ from dagster_dbt.core.dbt_cli_event import DbtCoreCliEventMessage
 from dagster_pyspark import PySparkResource
 from deltalake.exceptions import TableNotFoundError
 
-from techmart_assets.delta import count_rows, last_commit
+from techmart_assets.delta import count_rows, last_commit, total_rows
 from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, ensure_manifest, lakehouse_path, stream_dbt
 from techmart_assets.metadata import commit_metadata
 from techmart_assets.partitions import daily_partitions
@@ -66,13 +66,7 @@ def table_metadata(lakehouse: LakehouseResource, key: dg.AssetKey) -> dict[str, 
 
 def silver_rows(lakehouse: LakehouseResource) -> int:
     """Rows of the silver tables gold reads most of: sales and web events."""
-    total = 0
-    for name in ("transactions", "web_events"):
-        try:
-            total += count_rows(lakehouse.table_path("silver", name))
-        except TableNotFoundError:
-            continue
-    return total
+    return total_rows([lakehouse.table_path("silver", name) for name in ("transactions", "web_events")])
 
 
 @dbt_assets(
