@@ -197,3 +197,21 @@ def first_broken_rule(rules: Sequence[Rule]) -> tuple[Column, Column]:
 def judge(frame: DataFrame, rules: Sequence[Rule]) -> DataFrame:
     rule_id, reason = first_broken_rule(rules)
     return frame.withColumn("quarantine_rule", rule_id).withColumn("quarantine_reason", reason)
+
+
+def still_valid() -> Column:
+    """A row no rule has rejected yet."""
+    return F.col("quarantine_rule").isNull()
+
+
+def judge_further(frame: DataFrame, rules: Sequence[Rule]) -> DataFrame:
+    """`judge` for a frame already judged: rows still valid get the first of `rules` they break;
+    rows already rejected keep their rule and reason."""
+    rule_id, reason = first_broken_rule(rules)
+    valid = still_valid()
+    return frame.withColumns(
+        {
+            "quarantine_rule": F.when(valid, rule_id).otherwise(F.col("quarantine_rule")),
+            "quarantine_reason": F.when(valid, reason).otherwise(F.col("quarantine_reason")),
+        }
+    )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from functools import reduce
-
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from techmart_assets.bronze.ingest import columns_beyond_contract
 from techmart_assets.silver import rules as r
 from techmart_assets.silver.batch import SilverBatch, shared
-from techmart_assets.silver.dedup import split_first_occurrences
+from techmart_assets.silver.dedup import mark_duplicates
 from techmart_assets.silver.quarantine import to_quarantine, with_record
 from techmart_assets.sources import WEB_EVENTS
 
@@ -36,84 +34,83 @@ def web_event_rules() -> tuple[r.Rule, ...]:
 
 
 def sessionize(events: DataFrame) -> DataFrame:
-    """Events without a source session get one: per customer, a new session after 30 idle minutes."""
+    """Valid events without a source session get one: per customer, a new session after 30 idle
+    minutes. `session_is_derived` says which did; other rows pass unchanged."""
     ts = F.col("event_ts")
-    by_customer = Window.partitionBy("customer_id").orderBy(ts, "event_id")
-    missing = r.blank("session_id")
-    gaps = events.where(missing).withColumn(
-        "_new_session",
-        F.coalesce(
-            (ts.cast("long") - F.lag(ts).over(by_customer).cast("long")) > SESSION_GAP_MINUTES * 60,
-            F.lit(True),
-        ).cast("int"),
+    derive = r.still_valid() & r.blank("session_id")
+    # Rows that keep their session are each a window of their own: no one partition for them all.
+    by_customer = Window.partitionBy(
+        derive, F.when(derive, F.col("customer_id")).otherwise(F.col("event_id"))
+    ).orderBy(ts, "event_id")
+    idle = (ts.cast("long") - F.lag(ts).over(by_customer).cast("long")) > SESSION_GAP_MINUTES * 60
+    numbered = events.withColumn(
+        "_session_number", F.sum(F.coalesce(idle, F.lit(True)).cast("int")).over(by_customer)
     )
-    derived = (
-        gaps.withColumn("_session_number", F.sum("_new_session").over(by_customer))
-        .withColumn(
-            "session_id",
-            F.concat_ws("-", F.lit("derived"), F.col("customer_id"), F.col("_session_number").cast("string")),
-        )
-        .withColumn("session_is_derived", F.lit(True))
-        .drop("_new_session", "_session_number")
+    derived = F.concat_ws(
+        "-", F.lit("derived"), F.col("customer_id"), F.col("_session_number").cast("string")
     )
-    given = events.where(~missing).withColumn("session_is_derived", F.lit(False))
-    return given.unionByName(derived)
+    return numbered.withColumns(
+        {"session_id": F.when(derive, derived).otherwise(F.col("session_id")), "session_is_derived": derive}
+    ).drop("_session_number")
 
 
-def split_bots(events: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(human events, events of sessions that fired more than BOT_EVENTS_PER_MINUTE in a minute)."""
-    per_minute = events.groupBy("session_id", F.date_trunc("minute", "event_ts").alias("_minute")).count()
-    bots = (
-        per_minute.where(F.col("count") > BOT_EVENTS_PER_MINUTE)
-        .groupBy("session_id")
-        .agg(F.max("count").alias("_peak"))
+def reject_bots(events: DataFrame) -> DataFrame:
+    """Valid events of sessions that fired more than BOT_EVENTS_PER_MINUTE valid events in one
+    minute rejected by the rule `bot_session`."""
+    valid = r.still_valid()
+    minute = F.date_trunc("minute", "event_ts").cast("long")
+    same_minute = Window.partitionBy("session_id").orderBy(minute).rangeBetween(0, 0)
+    in_minute = F.when(valid, F.count(F.when(valid, F.lit(1))).over(same_minute))
+    peaked = events.withColumn("_peak", F.max(in_minute).over(Window.partitionBy("session_id")))
+    bot = r.Rule(
+        "bot_session",
+        f"a session fired more than {BOT_EVENTS_PER_MINUTE} events in one minute",
+        F.col("_peak") > BOT_EVENTS_PER_MINUTE,
+        F.format_string(
+            f"session %s fired %d events in one minute (a person: at most {BOT_EVENTS_PER_MINUTE})",
+            F.col("session_id"),
+            F.col("_peak"),
+        ),
     )
-    marked = events.join(bots, "session_id", "left")
-    flagged = marked.where(F.col("_peak").isNotNull()).withColumns(
-        {
-            "quarantine_rule": F.lit("bot_session"),
-            "quarantine_reason": F.format_string(
-                f"session %s fired %d events in one minute (a person: at most {BOT_EVENTS_PER_MINUTE})",
-                F.col("session_id"),
-                F.col("_peak"),
-            ),
-        }
-    )
-    return marked.where(F.col("_peak").isNull()).drop("_peak"), flagged.drop("_peak")
+    return r.judge_further(peaked, [bot]).drop("_peak")
 
 
 def build_web_events(bronze: DataFrame, earlier: DataFrame) -> SilverBatch:
-    """Bronze events of some days → accepted and quarantined; `earlier` (event_id, partition_date)."""
-    persisted: list[DataFrame] = []
-    judged = shared(r.judge(with_record(bronze), web_event_rules()), persisted)
-    typed = judged.where(F.col("quarantine_rule").isNull()).withColumns(
-        {"event_id": F.trim("event_id"), "event_ts": r.timestamp_of("event_ts")}
+    """Bronze events of some days → accepted and quarantined; `earlier` (event_id, partition_date).
+
+    One pass: every rule, the deduplication, the sessions and the bot test mark rows of one frame
+    (a rejected row keeps the first rule it broke), which is computed once for both writes.
+    """
+    judged = r.judge(with_record(bronze).drop("_row_id"), web_event_rules())
+    valid = r.still_valid()
+    typed = judged.withColumns(
+        {
+            "event_id": F.when(valid, F.trim("event_id")).otherwise(F.col("event_id")),
+            "event_ts": r.timestamp_of("event_ts"),
+        }
     )
-    first, duplicates = split_first_occurrences(
-        typed, WEB_EVENTS.key, ["event_ts", "_source_file", "_record"], earlier, persisted
-    )
+    deduplicated = mark_duplicates(typed, WEB_EVENTS.key, ["event_ts", "_source_file", "_record"], earlier)
     # Judged after deduplication: a re-sent event is a duplicate first, whatever its day.
-    placed = shared(r.judge(first, [r.timestamp_outside_partition("event_ts")]), persisted)
-    sessions = shared(sessionize(placed.where(F.col("quarantine_rule").isNull())), persisted)
-    humans, bots = split_bots(sessions)
-    extra = columns_beyond_contract(bronze.columns, WEB_EVENTS)
-    accepted = humans.withColumns(
-        {"event_date": F.to_date("event_ts"), "hour_of_day": F.hour("event_ts")}
-    ).select(
-        *WEB_EVENTS.columns,
-        "session_is_derived",
-        "event_date",
-        "hour_of_day",
-        *extra,
-        "partition_date",
-        "_source_file",
-        "_ingested_at",
+    placed = r.judge_further(deduplicated, [r.timestamp_outside_partition("event_ts")])
+    # An accepted row's `_record` is not written anywhere: not kept either.
+    persisted: list[DataFrame] = []
+    classified = shared(
+        reject_bots(sessionize(placed)).withColumn("_record", F.when(~valid, F.col("_record"))), persisted
     )
-    rejected = [
-        judged.where(F.col("quarantine_rule").isNotNull()),
-        duplicates,
-        placed.where(F.col("quarantine_rule").isNotNull()),
-        bots,
-    ]
-    quarantined = [to_quarantine(q, WEB_EVENTS.name, WEB_EVENTS.key) for q in rejected]
-    return SilverBatch(accepted, reduce(DataFrame.unionByName, quarantined), persisted)
+    extra = columns_beyond_contract(bronze.columns, WEB_EVENTS)
+    accepted = (
+        classified.where(valid)
+        .withColumns({"event_date": F.to_date("event_ts"), "hour_of_day": F.hour("event_ts")})
+        .select(
+            *WEB_EVENTS.columns,
+            "session_is_derived",
+            "event_date",
+            "hour_of_day",
+            *extra,
+            "partition_date",
+            "_source_file",
+            "_ingested_at",
+        )
+    )
+    quarantined = to_quarantine(classified.where(~valid), WEB_EVENTS.name, WEB_EVENTS.key)
+    return SilverBatch(accepted, quarantined, persisted)
