@@ -47,9 +47,8 @@ $(KAFKA_JARS_STAMP): jvm/kafka/pom.xml
 	$(MVN) -f jvm/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(JARS)/kafka
 	touch $@
 
-$(DAGSTER_HOME_STAMP): dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+$(DAGSTER_HOME_STAMP): dagster.yaml techmart_assets/instance_storage.py $(PY_STAMP)
+	$(BIN)/python -m techmart_assets.instance_storage $(DAGSTER_HOME)
 
 # The manifest the Dagster definitions read the dbt assets from (parsed again when the project changes).
 $(DBT_MANIFEST): $(PY_STAMP) $(SPARK_JARS_STAMP) $(DBT_SOURCES)

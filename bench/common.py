@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import yaml
 from dagster_pyspark.resources import spark_session_from_config
 from pyspark.sql import SparkSession
 
 from techmart_assets.generator import GenerationSummary, GeneratorConfig, generate
+from techmart_assets.instance_storage import write_instance_config
 from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END, daily_partitions
 from techmart_assets.resources import build_lakehouse_resource, build_spark_resource, spark_config
-from techmart_assets.settings import PROJECT_ROOT, Settings
+from techmart_assets.settings import Settings
 
 RANGE_TAGS = {
     "dagster/asset_partition_range_start": HISTORY_START,
@@ -73,10 +73,7 @@ def project_instance() -> Iterator[dg.DagsterInstance]:
     with tempfile.TemporaryDirectory(
         prefix="techmart-bench-home-", dir=os.environ.get("TECHMART_BENCH_DIR")
     ) as home:
-        config = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
-        # The storage's default location follows $DAGSTER_HOME, which is not this home.
-        config["event_log_storage"]["config"] = {"base_dir": str(Path(home, "history", "runs"))}
-        Path(home, "dagster.yaml").write_text(yaml.safe_dump(config))
+        write_instance_config(Path(home))
         instance = dg.DagsterInstance.from_config(home)
         try:
             yield instance

@@ -45,8 +45,9 @@ import pyarrow.parquet as pq
 
 from bench.results import record
 from techmart_assets.delta import total_rows
+from techmart_assets.instance_storage import write_instance_config
 from techmart_assets.partitions import HISTORY_START, REFERENCE_HISTORY_END
-from techmart_assets.settings import PROJECT_ROOT, Settings
+from techmart_assets.settings import Settings
 from techmart_assets.sources import SOURCES
 
 TECHMART = str(Path(sys.executable).with_name("techmart"))
@@ -200,8 +201,7 @@ def scale_run(
     scale: float, first: date, last: date, sample_days: int, daily_run: bool, work: Path
 ) -> dict[str, object]:
     lake, home = work / "lakehouse", work / "home"
-    home.mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    write_instance_config(home)
     env = {**os.environ, "TECHMART_LAKEHOUSE": str(lake), "DAGSTER_HOME": str(home)}
     log = work / "commands.log"
     figures: dict[str, object] = {"scale": scale, "days": (last - first).days + 1}

@@ -19,8 +19,12 @@ from techmart_assets.settings import Settings
 
 
 def project_instance(settings: Settings) -> dg.DagsterInstance:
-    """The project's Dagster instance (DAGSTER_HOME, default ./.dagster_home), the one `make ui` shows."""
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    """The project's Dagster instance (DAGSTER_HOME, default ./.dagster_home), the one `make ui` shows;
+    a new home gets the project's instance configuration."""
+    from techmart_assets.instance_storage import write_instance_config
+
+    if not (settings.dagster_home / "dagster.yaml").exists():
+        write_instance_config(settings.dagster_home)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     return dg.DagsterInstance.get()
 

@@ -25,19 +25,29 @@ statement. `python -m bench.event_storage` measures all of it against Dagster's 
 
 Because writes now stay in a run shard's `-wal` file until SQLite checkpoints it, the run watcher
 (the webserver's live event log of a run) listens to that file as well as the database file.
+
+It leans on Dagster internals, so it refuses any Dagster version but the one it was tested with
+(`TESTED_DAGSTER_VERSION`, the version `pyproject.toml` pins). It is configured only in the
+project's Dagster home (`write_instance_config`, run by `make setup`), never in the root
+`dagster.yaml`: `dagster dev` in the project root without `DAGSTER_HOME` makes a temporary
+instance from that file, and a storage that must know its home could not start there.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import sys
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import dagster
 import sqlalchemy as db
+import yaml
 from dagster import EventLogEntry, Field, StringSource
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationPlanned
 from dagster._core.events import ASSET_CHECK_EVENTS, ASSET_EVENTS
@@ -60,6 +70,10 @@ from watchdog.observers import Observer
 # The index shard, the run being written, and a few runs the webserver shows: more would only hold
 # file handles.
 OPEN_SHARDS = 8
+
+# The Dagster release this storage was tested with; pyproject.toml pins the same one.
+TESTED_DAGSTER_VERSION = "1.13.27"
+PROJECT_INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
 # Events Dagster buffers before it hands them to `store_event_batch` (a batch also ends with the
 # step's or run's last event). Dagster reads the variable at each event.
@@ -85,6 +99,15 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
     """
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None):
+        if dagster.__version__ != TESTED_DAGSTER_VERSION:
+            raise dagster.DagsterInvariantViolationError(
+                "techmart_assets.instance_storage.PooledSqliteEventLogStorage was tested with dagster "
+                f"{TESTED_DAGSTER_VERSION} and relies on its internals; this is dagster "
+                f"{dagster.__version__}. "
+                "Remove `event_log_storage` from this Dagster home's dagster.yaml (Dagster's own SQLite "
+                "storage reads the same files) or test the storage with this version and update "
+                "TESTED_DAGSTER_VERSION."
+            )
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         super().__init__(base_dir, inst_data)
         # A forked child must not share the parent's SQLite connections (SQLite forbids it): it
@@ -260,3 +283,30 @@ class _RunShardWatchdog(SqliteEventLogStorageWatchdog):
 
     def on_modified(self, event: FileSystemEvent) -> None:
         self._process_log()
+
+
+def instance_config(home: Path) -> dict[str, Any]:
+    """The project's Dagster instance for `home`: the root `dagster.yaml` (run queue, concurrency
+    limits, no telemetry or pop-ups) plus this event log storage, placed where Dagster's own would
+    be (`home/history/runs`), so the home needs no DAGSTER_HOME to be read."""
+    config = yaml.safe_load(PROJECT_INSTANCE_YAML.read_text())
+    config["event_log_storage"] = {
+        "module": "techmart_assets.instance_storage",
+        "class": PooledSqliteEventLogStorage.__name__,
+        "config": {"base_dir": str(Path(home).resolve() / "history" / "runs")},
+    }
+    return config
+
+
+def write_instance_config(home: Path) -> Path:
+    """Write `home/dagster.yaml` (`instance_config`), creating the home if needed."""
+    home = Path(home)
+    home.mkdir(parents=True, exist_ok=True)
+    path = home / "dagster.yaml"
+    header = "# Written by `make setup`: the project's dagster.yaml and its event log storage.\n"
+    path.write_text(header + yaml.safe_dump(instance_config(home), sort_keys=False))
+    return path
+
+
+if __name__ == "__main__":
+    print(write_instance_config(Path(sys.argv[1])))

@@ -266,6 +266,7 @@ def test_instance_uses_postgres_and_one_run_at_a_time() -> None:
     assert config["concurrency"]["runs"]["max_concurrent_runs"] == 2
     assert config["concurrency"]["pools"]["default_limit"] == 1
     assert config["telemetry"] == {"enabled": False}
+    assert config["nux"] == local["nux"] == {"enabled": False}
 
     # Compute logs are written by run workers and read by the webserver: a volume all of them mount.
     for key in ("compute_logs", "local_artifact_storage"):

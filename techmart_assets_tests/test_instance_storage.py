@@ -3,7 +3,6 @@ own SQLite storage would: the same files, readable by the stock class, and live 
 
 import os
 import queue
-import shutil
 import subprocess
 import sys
 import time
@@ -18,8 +17,7 @@ from dagster._core.events import AssetMaterializationPlannedData, DagsterEvent, 
 from dagster._core.storage.event_log.schema import AssetKeyTable
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
-from techmart_assets.instance_storage import OPEN_SHARDS, PooledSqliteEventLogStorage
-from techmart_assets.settings import PROJECT_ROOT
+from techmart_assets.instance_storage import OPEN_SHARDS, PooledSqliteEventLogStorage, write_instance_config
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01", end_date="2024-01-11")
 
@@ -41,8 +39,7 @@ def _log(run_id: str, message: str) -> dg.EventLogEntry:
 def project_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A Dagster home as `make setup` makes it: the project's dagster.yaml, DAGSTER_HOME pointing to it."""
     home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster.yaml", home / "dagster.yaml")
+    write_instance_config(home)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
 

@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
+import time
 import tomllib
+import urllib.error
+import urllib.request
 from datetime import date, timedelta
 from importlib.metadata import version
 from pathlib import Path
 
+import dagster
 import pyspark
 import pytest
+import yaml
 
+from techmart_assets.instance_storage import (
+    TESTED_DAGSTER_VERSION,
+    PooledSqliteEventLogStorage,
+    write_instance_config,
+)
 from techmart_assets.partitions import chunk_days
 from techmart_assets.resources import spark_config, spark_jars
 from techmart_assets.settings import PROJECT_ROOT, Settings
 from techmart_assets.sizing import SHUFFLE_PARTITIONS, shuffle_width, shuffles_for
+from techmart_assets_tests.support import free_port_pair
 
 POM = (PROJECT_ROOT / "jvm" / "spark" / "pom.xml").read_text()
 
@@ -28,22 +42,100 @@ def _pom_property(name: str) -> str:
     return match.group(1)
 
 
-def test_definitions_validate() -> None:
+def _without_dagster_home() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+
+
+@pytest.mark.parametrize("home", ["with DAGSTER_HOME", "without DAGSTER_HOME"])
+def test_definitions_validate_in_the_project_root(home: str, tmp_path: Path) -> None:
+    env = _without_dagster_home()
+    if home == "with DAGSTER_HOME":
+        env["DAGSTER_HOME"] = str(tmp_path)
+        write_instance_config(tmp_path)
     result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "definitions",
-            "validate",
-            "-m",
-            "techmart_assets.definitions",
-        ],
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate"],
         capture_output=True,
         text=True,
         cwd=PROJECT_ROOT,
+        env=env,
         timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_dagster_dev_serves_the_project_from_its_root_without_dagster_home() -> None:
+    """`dagster dev` as a newcomer starts it: in the project root, nothing set (a temporary instance
+    from the root's dagster.yaml)."""
+    port = free_port_pair()
+    before = set(PROJECT_ROOT.glob(".tmp_dagster_home_*"))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster"), "dev", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=_without_dagster_home(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        query = {"query": "{ repositoriesOrError { ... on RepositoryConnection { nodes { name } } } }"}
+        while True:
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/graphql",
+                    data=json.dumps(query).encode(),
+                    headers={"Content-Type": "application/json"},
+                )
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    answer = json.load(response)
+                break
+            except (OSError, urllib.error.URLError):
+                assert time.monotonic() < deadline, "dagster dev did not answer in 240 s"
+                time.sleep(2)
+        assert answer["data"]["repositoriesOrError"]["nodes"] == [{"name": "__repository__"}]
+    finally:
+        # As Ctrl-C stops it (it then removes its temporary instance); dagster dev can take over 30 s
+        # to stop, so its whole process group is killed after a minute.
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=60)
+        for left in set(PROJECT_ROOT.glob(".tmp_dagster_home_*")) - before:
+            shutil.rmtree(left, ignore_errors=True)
+
+
+def test_the_instance_storage_is_fenced_to_the_dagster_version_it_was_tested_with(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pins = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert f"dagster=={TESTED_DAGSTER_VERSION}" in pins
+    monkeypatch.setattr(dagster, "__version__", "1.99.0")
+    refusal = re.escape(f"tested with dagster {TESTED_DAGSTER_VERSION}")
+    with pytest.raises(dagster.DagsterInvariantViolationError, match=refusal):
+        PooledSqliteEventLogStorage(str(tmp_path))
+
+
+def test_only_the_project_home_uses_the_project_event_log_storage(tmp_path: Path) -> None:
+    root = yaml.safe_load((PROJECT_ROOT / "dagster.yaml").read_text())
+    assert "event_log_storage" not in root  # a temporary instance in the root could not place it
+    assert root["nux"] == {"enabled": False}
+    written = yaml.safe_load(write_instance_config(tmp_path / "home").read_text())
+    assert written == {
+        **root,
+        "event_log_storage": {
+            "module": "techmart_assets.instance_storage",
+            "class": "PooledSqliteEventLogStorage",
+            "config": {"base_dir": str((tmp_path / "home" / "history" / "runs").resolve())},
+        },
+    }
+    # Read without DAGSTER_HOME: the home says where its events are.
+    with dagster.DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
 
 
 def test_spark_side_versions_agree_with_the_jvm_jars() -> None:
