@@ -14,6 +14,7 @@ from pyspark.sql import DataFrame, SparkSession
 from techmart_assets.generator import GeneratorConfig
 from techmart_assets.resources import LakehouseResource, spark_config
 from techmart_assets.settings import Settings
+from techmart_assets.sources import Source
 
 FIRST, LAST = date(2024, 11, 1), date(2024, 11, 14)
 COUPON_FROM = date(2024, 11, 10)
@@ -128,3 +129,26 @@ def message(
 def profile(customer: str, mean: float, std: float, home: str = "Morocco", purchases: int = 20) -> tuple:
     """A row of the customer profiles table (fraud.PROFILE_SCHEMA): no purchase at night."""
     return (customer, home, purchases, float(mean), float(std), 0.0, date(2025, 6, 29))
+
+
+BRONZE_METADATA_SCHEMA = "_raw_line string, _parse_error string, _source_file string, _ingested_at timestamp"
+
+
+def bronze_rows(spark: SparkSession, source: Source, clean: dict, rows: list[dict], day: date) -> DataFrame:
+    """Hand-made bronze rows of `source` for `day`: each row is `clean` with its own changes (a
+    `_raw_line` or `_parse_error` among them), all strings, with bronze's metadata columns."""
+    columns = ", ".join(f"{c} string" for c in source.columns)
+    schema = f"{columns}, {BRONZE_METADATA_SCHEMA}, partition_date date"
+
+    def values(row: dict) -> tuple:
+        merged = {**clean, **row}
+        return (
+            *(merged[c] for c in source.columns),
+            merged.get("_raw_line"),
+            merged.get("_parse_error"),
+            f"file:/raw/{source.name}/{day}/{source.name}-{day}",
+            datetime(2024, 3, 6),
+            day,
+        )
+
+    return spark.createDataFrame([values(r) for r in rows], schema)

@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from techmart_assets.silver.transactions import build_transactions
 from techmart_assets.sources import TRANSACTIONS
+from techmart_assets_tests.support import bronze_rows
 
 DAY = date(2024, 3, 5)
 CLEAN = {
@@ -30,25 +31,10 @@ CLEAN = {
     "country": "Morocco",
     "ip_address": "10.0.0.1",
 }
-METADATA_SCHEMA = "_raw_line string, _parse_error string, _source_file string, _ingested_at timestamp"
-BRONZE_SCHEMA = (
-    ", ".join(f"{c} string" for c in TRANSACTIONS.columns) + f", {METADATA_SCHEMA}, partition_date date"
-)
 
 
 def bronze(spark: SparkSession, *rows: dict, day: date = DAY) -> DataFrame:
-    def values(row: dict) -> tuple:
-        merged = {**CLEAN, **row}
-        return (
-            *(merged[c] for c in TRANSACTIONS.columns),
-            merged.get("_raw_line"),
-            merged.get("_parse_error"),
-            f"file:/raw/transactions/{day}/t.csv",
-            datetime(2024, 3, 6),
-            day,
-        )
-
-    return spark.createDataFrame([values(r) for r in rows], BRONZE_SCHEMA)
+    return bronze_rows(spark, TRANSACTIONS, CLEAN, list(rows), day)
 
 
 def versions(spark: SparkSession, kind: str, rows: list[tuple]) -> DataFrame:

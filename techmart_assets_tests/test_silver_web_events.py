@@ -10,6 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from techmart_assets.silver.web_events import BOT_EVENTS_PER_MINUTE, EVENT_TYPES, build_web_events
 from techmart_assets.sources import WEB_EVENTS
+from techmart_assets_tests.support import bronze_rows
 
 DAY = date(2024, 3, 5)
 CLEAN = {
@@ -23,25 +24,10 @@ CLEAN = {
     "device": "mobile",
     "event_ts": "2024-03-05T10:00:00Z",
 }
-METADATA_SCHEMA = "_raw_line string, _parse_error string, _source_file string, _ingested_at timestamp"
-BRONZE_SCHEMA = (
-    ", ".join(f"{c} string" for c in WEB_EVENTS.columns) + f", {METADATA_SCHEMA}, partition_date date"
-)
 
 
 def bronze(spark: SparkSession, *rows: dict) -> DataFrame:
-    def values(row: dict) -> tuple:
-        merged = {**CLEAN, **row}
-        return (
-            *(merged[c] for c in WEB_EVENTS.columns),
-            None,
-            None,
-            f"file:/raw/web_events/{DAY}/w.jsonl",
-            datetime(2024, 3, 6),
-            DAY,
-        )
-
-    return spark.createDataFrame([values(r) for r in rows], BRONZE_SCHEMA)
+    return bronze_rows(spark, WEB_EVENTS, CLEAN, list(rows), DAY)
 
 
 def no_history(spark: SparkSession) -> DataFrame:

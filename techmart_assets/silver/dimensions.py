@@ -86,7 +86,7 @@ def build_dimension(
     """
     persisted: list[DataFrame] = []
     judged = shared(r.judge(with_record(bronze), dimension.rules()), persisted)
-    valid = judged.where(F.col("quarantine_rule").isNull()).withColumns(dimension.casts())
+    valid = judged.where(r.still_valid()).withColumns(dimension.casts())
     classified = apply_changes(
         valid.drop("_row_id", "_record", "quarantine_rule", "quarantine_reason"),
         days_predicate,
@@ -94,7 +94,7 @@ def build_dimension(
         dimension.scd2,
         persisted,
     )
-    rejected = judged.where(F.col("quarantine_rule").isNotNull() & F.expr(days_predicate))
+    rejected = judged.where(~r.still_valid() & F.expr(days_predicate))
     return DimensionBatch(
         classified=classified,
         quarantined=to_quarantine(rejected, dimension.source.name, dimension.source.key),

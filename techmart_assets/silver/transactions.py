@@ -15,7 +15,13 @@ from techmart_assets.bronze.ingest import columns_beyond_contract
 from techmart_assets.silver.batch import SilverBatch, shared
 from techmart_assets.silver.dedup import split_first_occurrences
 from techmart_assets.silver.quarantine import to_quarantine, with_record
-from techmart_assets.silver.rules import judge, timestamp_of, transaction_placement_rules, transaction_rules
+from techmart_assets.silver.rules import (
+    judge,
+    still_valid,
+    timestamp_of,
+    transaction_placement_rules,
+    transaction_rules,
+)
 from techmart_assets.sources import TRANSACTIONS
 
 HOME_COUNTRY = "Morocco"
@@ -79,7 +85,7 @@ def build_transactions(
     persisted: list[DataFrame] = []
     judged = shared(judge(with_record(bronze), transaction_rules()), persisted)
     first, duplicates = split_first_occurrences(
-        typed(judged.where(F.col("quarantine_rule").isNull())),
+        typed(judged.where(still_valid())),
         TRANSACTIONS.key,
         ["transaction_ts", "_source_file", "_record"],
         earlier,
@@ -89,14 +95,14 @@ def build_transactions(
     enriched = as_of(enriched, products, "product_id", "product_sk", _PRODUCT_ATTRIBUTES)
     placed = shared(judge(enriched, transaction_placement_rules()), persisted)
     accepted = with_derived_fields(
-        placed.where(F.col("quarantine_rule").isNull()),
+        placed.where(still_valid()),
         earlier,
         columns_beyond_contract(bronze.columns, TRANSACTIONS),
     )
     rejected = [
-        judged.where(F.col("quarantine_rule").isNotNull()),
+        judged.where(~still_valid()),
         duplicates,
-        placed.where(F.col("quarantine_rule").isNotNull()),
+        placed.where(~still_valid()),
     ]
     quarantined = [to_quarantine(r, TRANSACTIONS.name, TRANSACTIONS.key) for r in rejected]
     return SilverBatch(accepted, reduce(DataFrame.unionByName, quarantined), persisted)
