@@ -278,6 +278,22 @@ def run_demo(args: argparse.Namespace) -> int:
     return streamed
 
 
+def run_checks_report(args: argparse.Namespace) -> int:
+    """The asset checks of one day, from the project's Dagster instance, as markdown."""
+    from techmart_assets.definitions import defs
+    from techmart_assets.quality.history import checks_of_day, report_markdown
+
+    try:
+        day = date.fromisoformat(args.date)
+    except ValueError:
+        print(f"techmart checks report: --date takes YYYY-MM-DD, not {args.date!r}", file=sys.stderr)
+        return 2
+    with project_instance(Settings.from_env()) as instance:
+        checks = checks_of_day(instance, defs.resolve_asset_graph(), day)
+    print(report_markdown(day, checks), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="techmart", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -327,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     fraud_run.add_argument("--no-ingestion", action="store_true", help="do not land the topic in bronze")
     fraud_run.add_argument("--no-live-sales", action="store_true", help="no per-minute sales aggregate")
     fraud_run.set_defaults(func=run_fraud)
+
+    checks = sub.add_parser("checks", help="asset check results from the project's Dagster instance")
+    checks_sub = checks.add_subparsers(dest="action", required=True)
+    checks_report = checks_sub.add_parser(
+        "report", help="every check of a day with its result, severity, metadata and what it blocked"
+    )
+    checks_report.add_argument("--date", required=True, help="the day, YYYY-MM-DD")
+    checks.set_defaults(func=run_checks_report)
 
     demo = sub.add_parser("demo", help="generate the reference data set and build the lakehouse from it")
     demo.add_argument("--stream-rate", type=float, default=100.0, help="live transactions per second")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import os
 import random
+import signal
 import socket
+import subprocess
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -152,3 +156,16 @@ def bronze_rows(spark: SparkSession, source: Source, clean: dict, rows: list[dic
         )
 
     return spark.createDataFrame([values(r) for r in rows], schema)
+
+
+def stop_process_group(process: subprocess.Popen, first: int = signal.SIGINT, grace: float = 60) -> None:
+    """Stop a process started with `start_new_session=True` and everything it started (dagster dev
+    and the daemon start code servers and runs): `first` to the group, then SIGKILL after `grace`."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, first)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +30,7 @@ from techmart_assets.partitions import chunk_days
 from techmart_assets.resources import spark_config, spark_jars
 from techmart_assets.settings import PROJECT_ROOT, Settings
 from techmart_assets.sizing import SHUFFLE_PARTITIONS, shuffle_width, shuffles_for
-from techmart_assets_tests.support import free_port_pair
+from techmart_assets_tests.support import free_port_pair, stop_process_group
 
 POM = (PROJECT_ROOT / "jvm" / "spark" / "pom.xml").read_text()
 
@@ -99,12 +98,7 @@ def test_dagster_dev_serves_the_project_from_its_root_without_dagster_home() -> 
     finally:
         # As Ctrl-C stops it (it then removes its temporary instance); dagster dev can take over 30 s
         # to stop, so its whole process group is killed after a minute.
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=60)
+        stop_process_group(process)
         for left in set(PROJECT_ROOT.glob(".tmp_dagster_home_*")) - before:
             shutil.rmtree(left, ignore_errors=True)
 

@@ -76,7 +76,7 @@ def test_the_html_escapes_names_and_lists_every_section() -> None:
         "Web conversion funnel",
         "Fraud alerts",
         "Quarantined rows",
-        "Latest check results",
+        "Check results of the day",
     ):
         assert f">{heading}<" in page
     assert "<td>checkout</td><td>20</td><td>10.0%</td>" in page

@@ -2,13 +2,16 @@
 
 import base64
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import dagster as dg
+from dagster._check import CheckError
 from dagster_pyspark import PySparkResource
 
 from techmart_assets.gold.report import CheckResult, gather, summary_markdown, write_report
 from techmart_assets.partitions import daily_partitions, run_days
+from techmart_assets.quality.history import checks_of_day
 from techmart_assets.resources import LakehouseResource
 
 REPORT_KEY = dg.AssetKey(["gold", "daily_sales_report"])
@@ -21,30 +24,24 @@ REPORT_INPUTS = [
 CHECKED_LAYERS = ("bronze", "silver", "gold")
 
 
-def latest_check_results(context: dg.AssetExecutionContext) -> list[CheckResult]:
-    """The latest result of every asset check on the lakehouse's tables, as the UI shows them."""
-    keys = [
-        key
-        for key in context.job_def.asset_layer.asset_graph.asset_check_keys
-        if key.asset_key.path[0] in CHECKED_LAYERS
+def whole_graph(context: dg.AssetExecutionContext):
+    """The code location's whole asset graph: a backfill's run of the report alone has a job of one
+    asset, so its own graph has no checks. A run outside a code location (`dg.materialize`) has only
+    its job's."""
+    try:
+        return context.repository_def.asset_graph
+    except CheckError:
+        return context.job_def.asset_layer.asset_graph
+
+
+def day_check_results(context: dg.AssetExecutionContext, day: date) -> list[CheckResult]:
+    """Each check on the lakehouse's tables with its result for `day`: the evaluation of the latest
+    run that covered the day (a backfilled day shows its own results, not today's)."""
+    graph = whole_graph(context)
+    return [
+        CheckResult(c.asset, c.check, c.status, c.description)
+        for c in checks_of_day(context.instance, graph, day, CHECKED_LAYERS)
     ]
-    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    results = []
-    for key in sorted(keys, key=lambda k: (k.asset_key.to_user_string(), k.name)):
-        record = records.get(key)
-        evaluation = record.evaluation if record else None
-        if evaluation is None:
-            status = "not run" if record is None else record.status.value.lower()
-            description = ""
-        elif evaluation.passed:
-            status, description = "passed", evaluation.description or ""
-        else:
-            warn = evaluation.severity == dg.AssetCheckSeverity.WARN
-            status, description = ("warning" if warn else "failed"), evaluation.description or ""
-        if record is not None and record.status.value == "PLANNED":  # its run has not finished
-            status = "running"
-        results.append(CheckResult(key.asset_key.to_user_string(), key.name, status, description))
-    return results
 
 
 @dg.asset(
@@ -66,9 +63,9 @@ def daily_sales_report(
     context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
 ) -> Iterator[dg.AssetMaterialization]:
     session = spark.spark_session
-    checks = latest_check_results(context)
     days = run_days(context)
     for day in days:
+        checks = day_check_results(context, day)
         figures = gather(
             session,
             day,

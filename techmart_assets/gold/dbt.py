@@ -92,8 +92,10 @@ def gold_dbt_assets(
     # suite runs them (`test_gold.py`). Two of them were 1.4 s on the daily run's critical path.
     args = ["build", "--exclude-resource-type", "unit_test", "--vars", json.dumps(window)]
     args += selection.selection_args
-    if selection.indirect_selection:
-        args += ["--indirect-selection", selection.indirect_selection]
+    # A test comes with its models only when every model it reads is built or upstream (dbt's
+    # `buildable`): a backfill may build the dimensions in one run and the facts in the next, and
+    # dbt's default would test the facts' references before the facts exist.
+    args += ["--indirect-selection", selection.indirect_selection or "buildable"]
     target = DBT_PROJECT_DIR / "target" / "runs" / f"{context.run_id[:8]}-{uuid.uuid4().hex[:6]}"
     # Sized for all of silver: the current-state models (customer value, profiles) read every day.
     with shuffles_for(session, silver_rows(lakehouse), lakehouse.rows_per_task):

@@ -303,7 +303,7 @@ def render_html(figures: ReportFigures, chart_name: str) -> str:
         "<h2>Data quality</h2>",
         "<h3>Quarantined rows</h3>",
         _html_table(figures.quarantine, "No row was quarantined this day."),
-        "<h3>Latest check results</h3>",
+        "<h3>Check results of the day</h3>",
         _html_table(checks, "No check result recorded."),
     ]
     style = (

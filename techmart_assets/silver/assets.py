@@ -94,10 +94,10 @@ def previous_day(key: dg.AssetKey) -> dg.AssetDep:
     )
 
 
-def quarantine_spec(source: Source) -> dg.AssetSpec:
+def quarantine_spec(source: Source, deps: Sequence[dg.AssetKey]) -> dg.AssetSpec:
     return dg.AssetSpec(
         quarantine_key(source),
-        deps=[bronze_key(source)],
+        deps=[bronze_key(source), *deps],
         description=f"Rejected {source.name} rows, as received (`record`, `raw_line`), with the rule "
         "that rejected each (`quarantine_rule`) and a readable `quarantine_reason`.",
         group_name="silver",
@@ -293,22 +293,35 @@ def bronze_source_columns(bronze: DataFrame, source: Source) -> list[str]:
 
 
 def silver_multi_asset(
-    source: Source, description: str, deps: list[dg.AssetDep | dg.AssetKey], check_list: Sequence[CheckSpec]
+    source: Source,
+    description: str,
+    deps: Sequence[dg.AssetKey],
+    check_list: Sequence[CheckSpec],
+    *,
+    reads_earlier_days: bool = False,
 ):
+    """A silver table and its quarantine, written together by one step.
+
+    Both outputs name the same day's inputs: Dagster's UI and GraphQL build a backfill's target of
+    a non-subsettable multi-asset per key from the selected parents, and refuse it when the keys'
+    targets were built differently. The dependency on the table's own earlier days (cross-day
+    deduplication) is the table's alone: on the quarantine it would stretch a backfill one day past
+    its range."""
     key = silver_key(source.name)
+    earlier = [previous_day(key)] if reads_earlier_days else []
     return dg.multi_asset(
         name=f"silver_{source.name}",
         specs=[
             dg.AssetSpec(
                 key,
-                deps=[bronze_key(source), *deps],
+                deps=[bronze_key(source), *deps, *earlier],
                 description=description,
                 group_name="silver",
                 kinds={"spark", "delta"},
                 tags={"layer": "silver"},
                 metadata={"business_key": source.key},
             ),
-            quarantine_spec(source),
+            quarantine_spec(source, deps),
         ],
         check_specs=[c.spec(key) for c in check_list],
         partitions_def=daily_partitions,
@@ -437,8 +450,9 @@ SILVER_WEB_EVENTS = BatchTable(
     "Transactions typed (decimal MAD, UTC timestamps), validated, deduplicated across days (first valid "
     "occurrence wins) and enriched with the customer and product versions valid at the transaction "
     "time; plus derived fields (hour, is_foreign, cost, the customer's purchase sequence number).",
-    [silver_key("customers"), silver_key("products"), previous_day(silver_key("transactions"))],
+    [silver_key("customers"), silver_key("products")],
     SILVER_TRANSACTIONS.checks,
+    reads_earlier_days=True,
 )
 def silver_transactions(
     context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
@@ -450,8 +464,9 @@ def silver_transactions(
     WEB_EVENTS,
     "Web events typed and validated, deduplicated by event_id across days, sessionized (a new session "
     "after 30 idle minutes where the source sent none); bot-like sessions quarantined.",
-    [previous_day(silver_key("web_events"))],
+    [],
     SILVER_WEB_EVENTS.checks,
+    reads_earlier_days=True,
 )
 def silver_web_events(
     context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource

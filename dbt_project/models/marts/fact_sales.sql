@@ -4,6 +4,8 @@
     window_column='sale_date',
     on_schema_change='append_new_columns',
 ) }}
+-- depends_on: {{ ref('dim_date') }}
+-- (date_key is computed here and must exist in dim_date: its relationship test is built with it.)
 -- Grain: one row per sale (transaction_id), whatever its status. Each sale points at the customer
 -- and product versions in force at its timestamp (point in time): the version whose
 -- [valid_from, valid_to) holds it, or, for a sale older than the first version (its record arrived
