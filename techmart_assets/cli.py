@@ -278,6 +278,64 @@ def run_demo(args: argparse.Namespace) -> int:
     return streamed
 
 
+def _table_path(settings: Settings, name: str) -> str:
+    from techmart_assets.resources import build_lakehouse_resource
+    from techmart_assets.tables import split_name
+
+    return build_lakehouse_resource(settings).table_path(*split_name(name))
+
+
+def run_table(args: argparse.Namespace) -> int:
+    """Time travel for users: a table's versions, an earlier version's rows, a rollback."""
+    from techmart_assets import tables
+    from techmart_assets.metadata import markdown_table
+
+    settings = Settings.from_env()
+    try:
+        path = _table_path(settings, args.table)
+        if args.action == "history":
+            rows = [v.as_row() for v in tables.history(path, args.limit)]
+            print(f"{args.table} ({path}), newest first:\n")
+            print(markdown_table(rows, list(rows[0])) if rows else "no commits")
+        elif args.action == "show":
+            as_of = tables.parse_as_of(args.as_of) if args.as_of else None
+            version, rows = tables.rows_as_of(path, as_of, args.limit)
+            print(f"{args.table} at version {version} (first {rows.num_rows} rows):\n")
+            print(rows.to_pandas().to_string(index=False, max_colwidth=40))
+        else:
+            return _restore(settings, args, path)
+    except tables.TableError as error:
+        print(f"techmart table: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _restore(settings: Settings, args: argparse.Namespace, path: str) -> int:
+    from techmart_assets import tables
+
+    current = tables.open_table(path).version()
+    target = tables.open_table(path, args.to)
+    print(
+        f"{args.table} is at version {current}; version {args.to} has "
+        f"{target.to_pyarrow_dataset().count_rows():,} rows. Restoring writes a new version "
+        f"{current + 1} with version {args.to}'s contents (the versions between stay readable)."
+    )
+    if not args.yes and input("Restore? [y/N] ").strip().lower() not in ("y", "yes"):
+        print("Nothing changed.")
+        return 1
+    from dagster_pyspark.resources import spark_session_from_config
+
+    from techmart_assets.resources import spark_config
+
+    spark = spark_session_from_config(spark_config(settings))
+    try:
+        commit = tables.restore(spark, path, args.to)
+    finally:
+        spark.stop()
+    print(f"{args.table} restored to version {args.to} as version {commit.version}.")
+    return 0
+
+
 def run_checks_report(args: argparse.Namespace) -> int:
     """The asset checks of one day, from the project's Dagster instance, as markdown."""
     from techmart_assets.definitions import defs
@@ -351,6 +409,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     checks_report.add_argument("--date", required=True, help="the day, YYYY-MM-DD")
     checks.set_defaults(func=run_checks_report)
+
+    table = sub.add_parser("table", help="a table's history, an earlier version's rows, a rollback")
+    table_sub = table.add_subparsers(dest="action", required=True)
+    history = table_sub.add_parser("history", help="the table's versions, newest first")
+    history.add_argument("table", help="LAYER/NAME, e.g. silver/transactions")
+    history.add_argument("--limit", type=int, default=20, help="versions to list (default 20)")
+    show = table_sub.add_parser("show", help="rows of the table, now or at an earlier version")
+    show.add_argument("table", help="LAYER/NAME, e.g. gold/fact_sales")
+    show.add_argument("--as-of", help="a version number or an ISO-8601 time (UTC unless it says)")
+    show.add_argument("--limit", type=int, default=20, help="rows to print (default 20)")
+    restore = table_sub.add_parser("restore", help="roll the table back to an earlier version")
+    restore.add_argument("table", help="LAYER/NAME, e.g. silver/transactions")
+    restore.add_argument("--to", type=int, required=True, help="the version to bring back")
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    table.set_defaults(func=run_table)
 
     demo = sub.add_parser("demo", help="generate the reference data set and build the lakehouse from it")
     demo.add_argument("--stream-rate", type=float, default=100.0, help="live transactions per second")
