@@ -20,6 +20,9 @@ SPARK_JARS_STAMP := $(JARS)/spark/.fetched
 KAFKA_JARS_STAMP := $(JARS)/kafka/.fetched
 DAGSTER_HOME_STAMP := $(DAGSTER_HOME)/dagster.yaml
 DBT_MANIFEST := dbt_project/target/manifest.json
+# The UI tests' browser: Debian's chromium (Playwright drives it; it downloads no browser of its own).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DBT_SOURCES := dbt_project/dbt_project.yml dbt_project/profiles.yml \
 	$(shell find dbt_project/models dbt_project/macros dbt_project/seeds dbt_project/tests -type f 2>/dev/null)
 
@@ -58,8 +61,12 @@ $(DBT_MANIFEST): $(PY_STAMP) $(SPARK_JARS_STAMP) $(DBT_SOURCES)
 demo: setup  ## generate the demo data and build the lakehouse end to end
 	$(BIN)/techmart demo
 
-test: setup lint  ## the whole test suite (real Spark, Delta, Dagster)
+test: setup lint $(CHROMIUM)  ## the whole test suite (real Spark, Delta, Dagster, Kafka, the UI in Chromium)
 	$(BIN)/pytest
+
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium || \
+		{ $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
 
 lint:  ## ruff on the Python code
 	$(BIN)/ruff check techmart_assets techmart_assets_tests bench

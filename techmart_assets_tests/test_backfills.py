@@ -1,31 +1,21 @@
 """Backfills of the asset graph as the UI launches them: the `launchPartitionBackfill` GraphQL
-mutation with an asset selection and partition names, answered by a real code server."""
+mutation with an asset selection and partition names, answered by a real code server. (A backfill
+launched from the UI and run by the daemon is in `test_ui.py`.)"""
 
 from __future__ import annotations
 
 import itertools
-import os
 import random
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from datetime import date
-from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.execution.backfill import BulkActionStatus
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
 from techmart_assets.definitions import defs
 from techmart_assets.instance_storage import write_instance_config
-from techmart_assets.quality.history import checks_of_day
 from techmart_assets.settings import PROJECT_ROOT
-from techmart_assets_tests.support import DAYS, stop_process_group, table
 
 GRAPH = defs.resolve_asset_graph()
 PARTITIONED = sorted(
@@ -110,89 +100,3 @@ def test_any_selection_of_the_graph_is_accepted_and_targets_exactly_what_was_sel
         for key in target.asset_keys:
             assert sorted(target.get_partitions_subset(key).get_partition_keys()) == _days(days), (name, key)
     assert refused == {}
-
-
-def _counts_by_day(spark, root: Path, layer: str, name: str, column: str = "partition_date") -> dict:
-    rows = table(spark, root, layer, name).groupBy(column).count().collect()
-    return {str(r[column]): r["count"] for r in rows}
-
-
-def test_a_backfill_of_the_whole_graph_over_a_week_runs_under_the_daemon(
-    spark, lakehouse: Path, tmp_path: Path
-) -> None:
-    """As a person launches it from the UI: every partitioned table of bronze, silver and gold over a
-    week, then `dagster-daemon` does the rest. Each Spark layer takes the week in one run (not a run
-    per day), every table and check ends with the week, and the tables reconcile."""
-    home = tmp_path / "dagster_home"
-    write_instance_config(home)
-    week = [d.isoformat() for d in DAYS[:7]]
-    env = {**os.environ, "DAGSTER_HOME": str(home), "TECHMART_LAKEHOUSE": str(lakehouse)}
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=(tmp_path / "daemon.log").open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        with (
-            dg.DagsterInstance.from_config(str(home)) as instance,
-            define_out_of_process_context(str(PROJECT_ROOT / "workspace.yaml"), None, instance) as context,
-        ):
-            answer = _launch(context, PARTITIONED, week)
-            assert answer["__typename"] == "LaunchBackfillSuccess", answer
-            backfill_id = answer["backfillId"]
-            deadline = time.monotonic() + 20 * 60
-            while (status := instance.get_backfill(backfill_id).status) in (
-                BulkActionStatus.REQUESTED,
-                BulkActionStatus.CANCELING,
-            ):
-                assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
-                assert time.monotonic() < deadline, "the backfill did not finish in 20 minutes"
-                time.sleep(5)
-            runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-            assert status == BulkActionStatus.COMPLETED_SUCCESS, _failures(instance, runs)
-            materialized = {key: instance.get_materialized_partitions(key) for key in PARTITIONED}
-            checks = {day: checks_of_day(instance, GRAPH, date.fromisoformat(day)) for day in week}
-    finally:
-        stop_process_group(daemon, signal.SIGTERM)
-
-    # Few runs, each the whole week: the Spark layers do not start a JVM per day.
-    assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
-    assert len(runs) <= 6, [sorted(k.to_user_string() for k in r.asset_selection) for r in runs]
-    ranges = {(r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG]) for r in runs}
-    assert ranges == {(week[0], week[-1])}
-    assert {key.to_user_string(): sorted(days) for key, days in materialized.items()} == {
-        key.to_user_string(): week for key in PARTITIONED
-    }
-    # Every check of every day was evaluated by the backfill's runs, and none failed.
-    backfill_runs = {r.run_id for r in runs}
-    settled = ("passed", "warning")
-    for day, results in checks.items():
-        assert {c.run_id for c in results} <= backfill_runs, day
-        unsettled = [f"{c.asset}:{c.check} {c.status}" for c in results if c.status not in settled]
-        assert unsettled == [], day
-
-    # The data: each bronze row of the week is in silver or its quarantine, and gold has every sale.
-    bronze = _counts_by_day(spark, lakehouse, "bronze", "transactions")
-    silver = _counts_by_day(spark, lakehouse, "silver", "transactions")
-    quarantined = _counts_by_day(spark, lakehouse, "silver", "transactions_quarantine")
-    assert sorted(bronze) == week
-    assert {d: silver.get(d, 0) + quarantined.get(d, 0) for d in week} == bronze
-    assert _counts_by_day(spark, lakehouse, "gold", "fact_sales", "sale_date") == silver
-    for day in week:
-        assert (lakehouse / "reports" / day / "report.html").is_file()
-
-
-def _failures(instance: dg.DagsterInstance, runs) -> list[str]:
-    """The step failures of the runs, for the assertion message."""
-    failures = []
-    for run in runs:
-        records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-        for record in records:
-            error = record.event_log_entry.dagster_event.event_specific_data.error
-            while error.cause:
-                error = error.cause
-            failures.append(f"{run.run_id[:8]} {record.event_log_entry.step_key}: {error.message[:800]}")
-    return failures
