@@ -332,6 +332,29 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
     assert table(spark, root, "gold", "moroccan_holidays").count() == len(holidays) - 1
 
 
+def test_the_facts_build_alone_in_a_process_whose_catalog_lacks_the_staging_views(
+    spark: SparkSession, settings: Settings, gold
+) -> None:
+    """A backfill under the daemon builds the staging views in one run and fact_sales in another
+    process: the views, only catalog entries, are not there. The build creates them first."""
+    root, _ = gold
+    day = DAYS[5]
+    before = sales_by_day(table(spark, root, "gold", "fact_sales"), "sale_date", "amount")
+    for view in ("stg_transactions", "stg_customers", "stg_products", "stg_web_events"):
+        spark.sql(f"DROP VIEW IF EXISTS staging.{view}")
+    result = dg.materialize(
+        [gold_dbt_assets],
+        selection=[FACT_SALES],
+        resources=resources(settings, root),
+        partition_key=str(day),
+        raise_on_error=False,
+    )
+    assert result.success
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == {FACT_SALES}
+    assert sales_by_day(table(spark, root, "gold", "fact_sales"), "sale_date", "amount") == before
+    assert spark.catalog.tableExists("staging.stg_transactions")
+
+
 def test_the_schedule_asks_for_yesterday_in_casablanca() -> None:
     tick = datetime(2025, 3, 10, 6, 0, tzinfo=ZoneInfo("Africa/Casablanca"))
     with dg.build_schedule_context(scheduled_execution_time=tick) as context:

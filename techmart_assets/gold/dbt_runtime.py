@@ -10,7 +10,9 @@ Before every build, `register_lakehouse_tables` points it at the lakehouse of th
 sources and every gold table and seed that already exists there, as external tables at their
 lakehouse paths (incremental models need to find their table, or they would rebuild it from the
 run's window alone). The registration is a function of the lakehouse root only: a session that
-served another lakehouse before (the test suite shares one) is re-pointed.
+served another lakehouse before (the test suite shares one) is re-pointed. The staging views, which are only
+catalog entries, are created first (`missing_views`) when the session lacks them: a backfill may
+build them in one run and the facts that read them in another process.
 
 `dbt parse` and `dbt compile` need no catalog and run as a separate dbt process (`dbt_subprocess`),
 with a Spark configured like the project's should compile need one. Nothing here loads Dagster
@@ -155,6 +157,19 @@ def register_lakehouse_tables(spark: SparkSession, manifest: Mapping[str, Any], 
     return registered
 
 
+def missing_views(spark: SparkSession, manifest: Mapping[str, Any]) -> list[str]:
+    """The project's views (staging) this session's catalog lacks: a view is only a catalog entry,
+    so a process whose run did not build it (a backfill runs the staging views and the facts in
+    different runs) has none, and the models reading it would fail."""
+    return sorted(
+        node["name"]
+        for node in manifest["nodes"].values()
+        if node["resource_type"] == "model"
+        and node["config"]["materialized"] == "view"
+        and not spark.catalog.tableExists(f"{node['schema']}.{node['alias']}")
+    )
+
+
 @dataclass
 class DbtRun:
     """One in-process dbt invocation: its structured events (as dbt's JSON log lines) as they come."""
@@ -186,6 +201,7 @@ def stream_dbt(
     manifest: Mapping[str, Any] | None = None,
     target_path: Path | None = None,
     project_dir: Path = DBT_PROJECT_DIR,
+    with_views: bool = True,
 ) -> Iterator[dict[str, Any]]:
     """Run a dbt command on `spark` for the lakehouse at `lakehouse_root`, yielding dbt's events.
 
@@ -216,6 +232,11 @@ def stream_dbt(
             run.events.put(None)
 
     register_lakehouse_tables(spark, manifest, lakehouse_root)
+    if with_views and (views := missing_views(spark, manifest)):
+        # Created first, quietly (views hold no data: nothing to report as materialized).
+        create, target = ["run", "--select", *views], target_path / "views" if target_path else None
+        for _ in stream_dbt(spark, create, lakehouse_root, settings, manifest, target, with_views=False):
+            pass
     with environment({**dbt_environment(settings, lakehouse_root), REGISTERED_ROOT: lakehouse_root}):
         worker = threading.Thread(target=invoke, name="dbt", daemon=True)
         worker.start()
