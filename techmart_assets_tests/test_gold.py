@@ -278,6 +278,29 @@ def test_the_catalog_follows_the_lakehouse_of_the_run(spark: SparkSession, gold,
 
 
 # Last in the module: it changes silver under the built gold tables (silver is restored afterwards).
+def test_the_facts_build_alone_in_a_process_whose_catalog_lacks_the_staging_views(
+    spark: SparkSession, settings: Settings, gold
+) -> None:
+    """A backfill under the daemon builds the staging views in one run and fact_sales in another
+    process: the views, only catalog entries, are not there. The build creates them first."""
+    root, _ = gold
+    day = DAYS[5]
+    before = sales_by_day(table(spark, root, "gold", "fact_sales"), "sale_date", "amount")
+    for view in ("stg_transactions", "stg_customers", "stg_products", "stg_web_events"):
+        spark.sql(f"DROP VIEW IF EXISTS staging.{view}")
+    result = dg.materialize(
+        [gold_dbt_assets],
+        selection=[FACT_SALES],
+        resources=resources(settings, root),
+        partition_key=str(day),
+        raise_on_error=False,
+    )
+    assert result.success
+    assert {e.asset_key for e in result.get_asset_materialization_events()} == {FACT_SALES}
+    assert sales_by_day(table(spark, root, "gold", "fact_sales"), "sale_date", "amount") == before
+    assert spark.catalog.tableExists("staging.stg_transactions")
+
+
 def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_its_check(
     spark: SparkSession, settings: Settings, gold
 ) -> None:
@@ -330,29 +353,6 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
     # The seed was loaded again by this second build, into the same external table: no old rows left.
     holidays = (DBT_PROJECT_DIR / "seeds" / "moroccan_holidays.csv").read_text().strip().splitlines()
     assert table(spark, root, "gold", "moroccan_holidays").count() == len(holidays) - 1
-
-
-def test_the_facts_build_alone_in_a_process_whose_catalog_lacks_the_staging_views(
-    spark: SparkSession, settings: Settings, gold
-) -> None:
-    """A backfill under the daemon builds the staging views in one run and fact_sales in another
-    process: the views, only catalog entries, are not there. The build creates them first."""
-    root, _ = gold
-    day = DAYS[5]
-    before = sales_by_day(table(spark, root, "gold", "fact_sales"), "sale_date", "amount")
-    for view in ("stg_transactions", "stg_customers", "stg_products", "stg_web_events"):
-        spark.sql(f"DROP VIEW IF EXISTS staging.{view}")
-    result = dg.materialize(
-        [gold_dbt_assets],
-        selection=[FACT_SALES],
-        resources=resources(settings, root),
-        partition_key=str(day),
-        raise_on_error=False,
-    )
-    assert result.success
-    assert {e.asset_key for e in result.get_asset_materialization_events()} == {FACT_SALES}
-    assert sales_by_day(table(spark, root, "gold", "fact_sales"), "sale_date", "amount") == before
-    assert spark.catalog.tableExists("staging.stg_transactions")
 
 
 def test_the_schedule_asks_for_yesterday_in_casablanca() -> None:

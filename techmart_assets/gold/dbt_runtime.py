@@ -158,15 +158,22 @@ def register_lakehouse_tables(spark: SparkSession, manifest: Mapping[str, Any], 
 
 
 def missing_views(spark: SparkSession, manifest: Mapping[str, Any]) -> list[str]:
-    """The project's views (staging) this session's catalog lacks: a view is only a catalog entry,
-    so a process whose run did not build it (a backfill runs the staging views and the facts in
-    different runs) has none, and the models reading it would fail."""
+    """The project's views (staging) this session's catalog lacks while the tables they read exist:
+    a view is only a catalog entry, so a process whose run did not build it (a backfill runs the
+    staging views and the facts in different runs) has none, and the models reading it would fail.
+    A view over a table not built yet is left to the build that builds both."""
+
+    def relation(unique_id: str) -> str:
+        node = manifest["sources"].get(unique_id) or manifest["nodes"][unique_id]
+        return f"{node['schema']}.{node.get('identifier') or node['alias']}"
+
     return sorted(
         node["name"]
         for node in manifest["nodes"].values()
         if node["resource_type"] == "model"
         and node["config"]["materialized"] == "view"
-        and not spark.catalog.tableExists(f"{node['schema']}.{node['alias']}")
+        and not spark.catalog.tableExists(relation(node["unique_id"]))
+        and all(spark.catalog.tableExists(relation(parent)) for parent in node["depends_on"]["nodes"])
     )
 
 
