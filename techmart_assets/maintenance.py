@@ -36,11 +36,10 @@ def maintain_tables(
     spark: PySparkResource,
     lakehouse: LakehouseResource,
 ) -> None:
-    if config.retention_hours < delta_tables.SAFE_RETENTION_HOURS and not config.allow_short_retention:
-        raise dg.Failure(
-            f"retention_hours={config.retention_hours:g} is below Delta's safe "
-            f"{delta_tables.SAFE_RETENTION_HOURS} h; set allow_short_retention: true to do it anyway"
-        )
+    try:  # before any table is touched
+        delta_tables.check_retention(config.retention_hours, config.allow_short_retention)
+    except delta_tables.TableError as error:
+        raise dg.Failure(str(error)) from error
     session = spark.spark_session
     for name in config.tables:
         path = lakehouse.table_path(*delta_tables.split_name(name))

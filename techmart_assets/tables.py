@@ -145,15 +145,20 @@ def optimize(spark: SparkSession, path: str, zorder: tuple[str, ...]) -> None:
         builder.executeCompaction()
 
 
-def vacuum(spark: SparkSession, path: str, retention_hours: float, allow_short: bool = False) -> None:
-    """Delete files no version younger than the retention reads. Below Delta's 7 days only with an
-    explicit `allow_short` (a reader of an older version, or a running write, may still need them)."""
+def check_retention(retention_hours: float, allow_short: bool) -> None:
+    """Refuse a VACUUM retention below Delta's 7 days unless `allow_short` says so."""
     if retention_hours < SAFE_RETENTION_HOURS and not allow_short:
         raise TableError(
             f"a VACUUM retention of {retention_hours:g} h is below Delta's safe {SAFE_RETENTION_HOURS} h: "
-            "it can delete files that time travel and running writers still read; set allow_short to "
-            "do it anyway"
+            "it can delete files that time travel and running writers still read; set "
+            "allow_short_retention to do it anyway"
         )
+
+
+def vacuum(spark: SparkSession, path: str, retention_hours: float, allow_short: bool = False) -> None:
+    """Delete files no version younger than the retention reads. Below Delta's 7 days only with an
+    explicit `allow_short` (a reader of an older version, or a running write, may still need them)."""
+    check_retention(retention_hours, allow_short)
     key = "spark.databricks.delta.retentionDurationCheck.enabled"
     previous = spark.conf.get(key, "true")
     spark.conf.set(key, "false" if allow_short else "true")
