@@ -126,13 +126,19 @@ def total_rows(paths: Sequence[str]) -> int:
 def count_by(path: str, column: str, where: str) -> dict[str, int]:
     """Rows of the Delta table at `path` that match `where` (SQL), counted by `column` (as text), read
     by delta-rs; {} when there is no table."""
+    return {k[0]: n for k, n in count_by_each(path, [column], where).items()}
+
+
+def count_by_each(path: str, columns: Sequence[str], where: str) -> dict[tuple[str, ...], int]:
+    """`count_by` for each combination of `columns`' values (as text)."""
+    keys = ", ".join(f"CAST({c} AS VARCHAR) AS k{i}" for i, c in enumerate(columns))
+    groups = ", ".join(str(i + 1) for i in range(len(columns)))
     try:
-        found = select(
-            path, f"SELECT CAST({column} AS VARCHAR) AS k, count(*) AS n FROM t WHERE {where} GROUP BY 1"
-        )
+        found = select(path, f"SELECT {keys}, count(*) AS n FROM t WHERE {where} GROUP BY {groups}")
     except TableNotFoundError:
         return {}
-    return dict(zip(found["k"].to_pylist(), found["n"].to_pylist(), strict=True))
+    values = [found[f"k{i}"].to_pylist() for i in range(len(columns))]
+    return dict(zip(zip(*values, strict=True), found["n"].to_pylist(), strict=True))
 
 
 def is_delta_table(spark: SparkSession, path: str) -> bool:

@@ -75,6 +75,13 @@ OPEN_SHARDS = 8
 TESTED_DAGSTER_VERSION = "1.13.27"
 PROJECT_INSTANCE_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 
+# The Dagster pools of the project's steps. Every step that runs Spark over the tables (bronze,
+# silver, gold, the report, maintenance) declares "spark_batch"; dagster.yaml counts pools per run
+# (`granularity: run`) with one slot each, so the queue starts one such run at a time, whether a
+# job, a UI backfill of any assets or a materialization (runs of an asset selection carry no job
+# tags for the tag limits to see).
+POOLS = ("spark_batch",)
+
 # Events Dagster buffers before it hands them to `store_event_batch` (a batch also ends with the
 # step's or run's last event). Dagster reads the variable at each event.
 EVENT_BATCH_SIZE = "1000"
@@ -109,6 +116,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 "TESTED_DAGSTER_VERSION."
             )
         self._engines: OrderedDict[str, Engine] = OrderedDict()
+        self._tables: set[str] = set()
         super().__init__(base_dir, inst_data)
         # A forked child must not share the parent's SQLite connections (SQLite forbids it): it
         # opens its own. Dagster's executors spawn, but a user's code may fork.
@@ -173,6 +181,15 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         with self._db_lock, self._engine(shard).connect() as conn, conn.begin():
             yield conn
 
+    def has_table(self, table_name: str) -> bool:
+        """Dagster asks before storing each check evaluation whether the checks table exists, on a new
+        engine each time (a range run records an evaluation per check and day). A table that exists
+        stays (`wipe` forgets them): asked once. (Dagster asks while it holds the index connection,
+        so the question goes through its own engine, not the kept one.)"""
+        if table_name not in self._tables and super().has_table(table_name):
+            self._tables.add(table_name)
+        return table_name in self._tables
+
     def store_event_batch(self, events: Sequence[EventLogEntry]) -> None:
         """What `store_event` does for each event, in one transaction per shard.
 
@@ -235,6 +252,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 self._store_asset_event(conn, events[position], ids[position])
 
     def wipe(self) -> None:
+        self._tables.clear()
         self._close_engines()  # the run shards' files are deleted
         super().wipe()
 
@@ -299,14 +317,32 @@ def instance_config(home: Path) -> dict[str, Any]:
 
 
 def write_instance_config(home: Path) -> Path:
-    """Write `home/dagster.yaml` (`instance_config`), creating the home if needed."""
+    """Write `home/dagster.yaml` (`instance_config`), creating the home if needed, and set up the
+    instance's pools."""
     home = Path(home)
     home.mkdir(parents=True, exist_ok=True)
     path = home / "dagster.yaml"
     header = "# Written by `make setup`: the project's dagster.yaml and its event log storage.\n"
     path.write_text(header + yaml.safe_dump(instance_config(home), sort_keys=False))
+    with dagster.DagsterInstance.from_config(str(home)) as instance:
+        initialize_pools(instance)
     return path
 
 
+def initialize_pools(instance: dagster.DagsterInstance) -> None:
+    """Give the project's pools their limit (dagster.yaml's default) before any run is queued.
+
+    Dagster's run queue creates a pool's limit the first time it sees a queued run of that pool,
+    but decides which runs to start in that same pass from the pools it knew before: on a new
+    instance, the runs queued at the first pass all start, whatever the limit (two backfills
+    launched at once on a fresh instance wrote the same new tables together and failed)."""
+    for pool in POOLS:
+        instance.event_log_storage.initialize_concurrency_limit_to_default(pool)
+
+
 if __name__ == "__main__":
-    print(write_instance_config(Path(sys.argv[1])))
+    if sys.argv[1:] == ["--pools"]:  # the instance DAGSTER_HOME points at (the compose stack's daemon)
+        with dagster.DagsterInstance.get() as instance:
+            initialize_pools(instance)
+    else:
+        print(write_instance_config(Path(sys.argv[1])))

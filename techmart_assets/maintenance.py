@@ -12,7 +12,7 @@ from dagster_pyspark import PySparkResource
 from techmart_assets import tables as delta_tables
 from techmart_assets.delta import count_rows
 from techmart_assets.jobs import SCHEDULE_TIMEZONE, WORKLOAD_BATCH, WORKLOAD_TAG
-from techmart_assets.resources import LakehouseResource
+from techmart_assets.resources import SPARK_BATCH_POOL, LakehouseResource
 
 MAINTENANCE_JOB = "table_maintenance"
 # Sunday 03:00 in Casablanca: no drop lands and no one reads reports.
@@ -29,6 +29,7 @@ class MaintenanceConfig(dg.Config):
 @dg.op(
     description="OPTIMIZE (Z-order) and VACUUM the lakehouse's big tables; file counts before and after.",
     tags={WORKLOAD_TAG: WORKLOAD_BATCH},
+    pool=SPARK_BATCH_POOL,
 )
 def maintain_tables(
     context: dg.OpExecutionContext,

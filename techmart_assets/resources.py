@@ -10,10 +10,13 @@ import dagster as dg
 import pyspark
 from dagster_pyspark import PySparkResource
 
+from techmart_assets.instance_storage import POOLS
 from techmart_assets.settings import Settings
 from techmart_assets.streaming import broker
 
 LAYERS = ("bronze", "silver", "gold")
+# Every step that runs Spark over the tables declares this pool (see instance_storage.py).
+SPARK_BATCH_POOL = POOLS[0]
 SPARK_POOLS = Path(__file__).with_name("spark_pools.xml")
 
 

@@ -1,5 +1,7 @@
 """A day's check results, as the daily report and `techmart checks report` read them back from the
-instance: the latest run that covered the day, whatever ran since for other days."""
+instance: the latest result of the day, whatever ran since for other days. Checks partitioned by day
+(the lakehouse's own) get a result per day of a range run; checks without partitions (dbt's), the
+latest run that covered the day."""
 
 from datetime import date
 
@@ -8,6 +10,8 @@ import pytest
 
 from techmart_assets import cli
 from techmart_assets.partitions import daily_partitions
+from techmart_assets.quality import checks
+from techmart_assets.quality.checks import CheckSpec
 from techmart_assets.quality.history import checks_of_day, report_markdown
 
 KEY = dg.AssetKey(["silver", "toy"])
@@ -45,6 +49,43 @@ def child() -> None:
 
 
 GRAPH = dg.Definitions(assets=[toy, child]).resolve_asset_graph()
+
+DAILY_KEY, DAILY_CHILD = dg.AssetKey(["silver", "daily_toy"]), dg.AssetKey(["gold", "daily_toy"])
+NO_BAD_ROWS = CheckSpec("no_bad_rows", "no bad rows on the day", blocking=True)
+STOCK = [False]  # the toy reports through Dagster's own AssetCheckResult path instead
+
+
+@dg.asset(
+    key=DAILY_KEY,
+    partitions_def=daily_partitions,
+    check_specs=[NO_BAD_ROWS.spec(DAILY_KEY)],
+    backfill_policy=SINGLE_RUN,
+)
+def daily_toy(context: dg.AssetExecutionContext):
+    yield dg.MaterializeResult()
+    results = {
+        day: [
+            dg.AssetCheckResult(check_name="no_bad_rows", passed=day not in BAD_DAYS, metadata={"day": day})
+        ]
+        for day in context.partition_keys
+    }
+    if STOCK[0]:
+        yield from results[context.partition_key]
+    else:
+        yield from checks.evaluate_days(context, DAILY_KEY, results)
+
+
+@dg.asset(key=DAILY_CHILD, deps=[DAILY_KEY], partitions_def=daily_partitions, backfill_policy=SINGLE_RUN)
+def daily_child() -> None:
+    pass
+
+
+DAILY_GRAPH = dg.Definitions(assets=[daily_toy, daily_child]).resolve_asset_graph()
+
+
+def _daily(instance, day: str):
+    (found,) = checks_of_day(instance, DAILY_GRAPH, date.fromisoformat(day), ("silver",))
+    return found
 
 
 def _by_name(instance, day: str) -> dict[str, object]:
@@ -99,3 +140,74 @@ def test_the_markdown_puts_failures_first_with_their_metadata() -> None:
 def test_the_command_refuses_a_date_it_cannot_read(capsys: pytest.CaptureFixture) -> None:
     assert cli.main(["checks", "report", "--date", "1 Nov"]) == 2
     assert "YYYY-MM-DD" in capsys.readouterr().err
+
+
+def test_a_range_run_records_each_day_its_own_result() -> None:
+    with dg.instance_for_test() as instance:
+        BAD_DAYS.clear()
+        BAD_DAYS.add("2024-11-02")
+        failed = dg.materialize([daily_toy, daily_child], instance=instance, tags=RANGE, raise_on_error=False)
+        assert not failed.success  # the blocking check failed on one day: the child did not run
+        records = instance.event_log_storage.get_asset_check_execution_history(
+            dg.AssetCheckKey(DAILY_KEY, "no_bad_rows"), limit=10
+        )
+        # Each day's result points at that day's materialization (what the UI's partition view needs).
+        materialized = {
+            r.partition_key: r.storage_id
+            for r in instance.fetch_materializations(DAILY_KEY, limit=10).records
+        }
+        assert {
+            r.partition: r.evaluation.target_materialization_data.storage_id for r in records
+        } == materialized
+        assert sorted((r.partition, r.status.value) for r in records) == [
+            ("2024-11-01", "SUCCEEDED"),
+            ("2024-11-02", "FAILED"),
+            ("2024-11-03", "SUCCEEDED"),
+        ]
+        assert [_daily(instance, d).status for d in RANGE.values()] == ["passed", "passed"]
+        bad = _daily(instance, "2024-11-02")
+        assert bad.status == "failed" and bad.metadata == {"day": "2024-11-02"}
+        assert bad.blocked == ("gold/daily_toy",)
+
+        # The day re-run alone: its own result changes, the range's other days keep theirs.
+        BAD_DAYS.clear()
+        fixed = dg.materialize([daily_toy, daily_child], instance=instance, partition_key="2024-11-02")
+        assert _daily(instance, "2024-11-02").status == "passed"
+        assert _daily(instance, "2024-11-02").run_id == fixed.run_id
+        assert _daily(instance, "2024-11-01").run_id == failed.run_id
+        assert _daily(instance, "2024-11-04").status == "not run"
+
+
+def _one_partition_evaluation(stock: bool):
+    STOCK[0] = stock
+    try:
+        with dg.instance_for_test() as instance:
+            result = dg.materialize([daily_toy], instance=instance, partition_key="2024-11-05")
+            (evaluation,) = result.get_asset_check_evaluations()
+            (materialization,) = instance.fetch_materializations(DAILY_KEY, limit=10).records
+            assert evaluation.target_materialization_data.storage_id == materialization.storage_id
+            return evaluation, result.run_id
+    finally:
+        STOCK[0] = False
+
+
+def test_a_day_evaluation_is_the_one_dagster_records_for_a_one_partition_run() -> None:
+    """`evaluate_days` builds evaluations itself (Dagster gives a range step's none a partition): on a
+    one-partition run it must record exactly what Dagster's own path records."""
+    BAD_DAYS.clear()
+    ours, our_run = _one_partition_evaluation(stock=False)
+    stock, stock_run = _one_partition_evaluation(stock=True)
+    fields = (
+        "asset_key",
+        "check_name",
+        "passed",
+        "metadata",
+        "severity",
+        "description",
+        "blocking",
+        "partition",
+    )
+    assert {f: getattr(ours, f) for f in fields} == {f: getattr(stock, f) for f in fields}
+    assert ours.partition == "2024-11-05"
+    assert ours.target_materialization_data.run_id == our_run
+    assert stock.target_materialization_data.run_id == stock_run

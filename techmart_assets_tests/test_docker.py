@@ -224,12 +224,16 @@ def test_workspace_loads_the_code_server_of_compose() -> None:
     copies = [args.split() for name, args in RUNTIME_STAGE if name == "COPY"]
     home = RUNTIME_ENV["DAGSTER_HOME"]
     assert ["docker/dagster.yaml", "docker/workspace.yaml", f"{home}/"] in copies
-    for name in ("webserver", "daemon"):
-        assert _option(SERVICES[name]["command"], "-w", "--workspace") == f"{home}/workspace.yaml"
+    assert _option(SERVICES["webserver"]["command"], "-w", "--workspace") == f"{home}/workspace.yaml"
     assert SERVICES["webserver"]["command"][0] == "dagster-webserver"
     assert _option(SERVICES["webserver"]["command"], "-p", "--port") == "3000"
     assert any(str(p).endswith("3000:3000") for p in SERVICES["webserver"]["ports"])
-    assert SERVICES["daemon"]["command"][:2] == ["dagster-daemon", "run"]
+    daemon = SERVICES["daemon"]["command"]
+    assert daemon[:2] == ["sh", "-c"]
+    first, then = daemon[2].split(" && ")
+    assert first == "python -m techmart_assets.instance_storage --pools"
+    assert then.split()[:3] == ["exec", "dagster-daemon", "run"]
+    assert _option(then.split(), "-w", "--workspace") == f"{home}/workspace.yaml"
 
 
 def test_instance_uses_postgres_and_one_run_at_a_time() -> None:

@@ -123,19 +123,32 @@ def test_silver_transactions_are_unique_typed_and_enriched(spark: SparkSession, 
     assert joined.where(F.col("version_number") > 1).count() == 0
 
 
-def test_checks_pass_and_report_in_the_run(built) -> None:
-    _, result = built
-    evaluations = {
-        (e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()
+def test_checks_pass_and_report_each_day_in_the_run(spark: SparkSession, built) -> None:
+    root, result = built
+    by_day: dict[tuple[str, str], dict[str, dg.AssetCheckEvaluation]] = {}
+    for e in result.get_asset_check_evaluations():
+        by_day.setdefault((e.asset_key.to_user_string(), e.check_name), {})[e.partition] = e
+    # One range run, and a result for every check on every day it wrote.
+    assert {k for k in by_day if k[0].startswith("silver/")} == {
+        (k.asset_key.to_user_string(), k.name) for a in silver_assets for k in a.check_keys
     }
-    for (asset, name), evaluation in evaluations.items():
-        if name not in ("quarantine_rate", "row_count_vs_history", "schema_change"):
-            assert evaluation.passed, (asset, name, evaluation.metadata)
-    reconciled = evaluations[("silver/transactions", "reconciliation")]
-    assert reconciled.metadata["unaccounted"].value == 0
-    schema = evaluations[("silver/transactions", "schema_change")]
+    for (asset, name), days in by_day.items():
+        assert sorted(days) == [str(d) for d in DAYS], (asset, name)
+        for day, evaluation in days.items():
+            if name not in ("quarantine_rate", "row_count_vs_history", "schema_change"):
+                assert evaluation.passed, (asset, name, day, evaluation.metadata)
+    # Each day reconciles its own bronze rows.
+    bronze = {
+        str(r.partition_date): r["count"]
+        for r in table(spark, root, "bronze", "transactions").groupBy("partition_date").count().collect()
+    }
+    for day, reconciled in by_day[("silver/transactions", "reconciliation")].items():
+        assert reconciled.metadata["bronze_rows"].value == bronze[day]
+        assert reconciled.metadata["unaccounted"].value == 0
+    schema = by_day[("silver/transactions", "schema_change")][str(DAYS[-1])]
     assert not schema.passed and schema.severity == dg.AssetCheckSeverity.WARN
     assert schema.metadata["new_columns"].value == "coupon_code"
+    assert schema.metadata["evaluated_for"].value == f"{DAYS[0]} to {DAYS[-1]}, one evaluation"
 
 
 def test_a_new_source_column_reaches_silver_and_reads_null_before(spark: SparkSession, built) -> None:

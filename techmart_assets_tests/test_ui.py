@@ -261,6 +261,21 @@ def test_a_week_backfill_of_the_graph_launched_from_the_dialog_completes(
         assert (ui.lakehouse / "reports" / day / "report.html").is_file()
 
 
+def test_a_checks_results_read_per_partition(ui: Ui, page: Page) -> None:
+    """After the week's backfill (one range run per layer), silver's reconciliation has a result of
+    its own for each day: the check's Partitions tab counts them, its history lists them by day."""
+    page.goto(f"{ui.url}/assets/silver/transactions?view=checks")
+    page.get_by_text("reconciliation", exact=True).first.click()
+    page.get_by_role("tab", name="Partitions").last.click()
+    expect(page.get_by_text(f"Passed ({len(WEEK)})", exact=True)).to_be_visible()
+    expect(page.get_by_text("Failed (0)", exact=True)).to_be_visible()
+    _screenshot(page, "check-partitions.png")
+    page.get_by_role("tab", name="Execution history").click()
+    for day in WEEK:
+        expect(page.get_by_role("row").filter(has_text=day)).to_have_count(1)
+    _screenshot(page, "check-history.png")
+
+
 def test_a_fresh_report_shows_passing(ui: Ui, page: Page) -> None:
     """A report materialized now (the backfill's, or this one) is fresh until the next deadline."""
     with ui.instance() as instance:

@@ -18,10 +18,11 @@ from techmart_assets.bronze.ingest import (
     contract_columns,
     read_source_drops,
 )
-from techmart_assets.delta import count_rows, days_predicate, replace_days
+from techmart_assets.delta import PARTITION_COLUMN, count_by, count_rows, days_predicate, replace_days
 from techmart_assets.partitions import chunk_days, daily_partitions, run_days
-from techmart_assets.quality.checks import CheckSpec, not_evaluated
-from techmart_assets.resources import LakehouseResource
+from techmart_assets.quality import checks
+from techmart_assets.quality.checks import CheckSpec
+from techmart_assets.resources import SPARK_BATCH_POOL, LakehouseResource
 from techmart_assets.sources import SOURCES, Source
 
 DROP_FULLY_LANDED = CheckSpec(
@@ -49,6 +50,7 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
             "dagster/column_schema": md.table_schema(contract_columns(source)),
         },
         output_required=False,
+        pool=SPARK_BATCH_POOL,
         check_specs=[DROP_FULLY_LANDED.spec(dg.AssetKey(["bronze", source.name]))],
     )
     def bronze_asset(context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource):
@@ -71,7 +73,11 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
                 asset_key=context.asset_key,
                 metadata={"status": "no drop", "days_without_drop": md.days_summary(missing)},
             )
-            yield from not_evaluated([DROP_FULLY_LANDED.name], "no drop for these days")
+            yield from checks.evaluate_days(
+                context,
+                context.asset_key,
+                checks.not_evaluated(requested, [DROP_FULLY_LANDED.name], "no drop for this day"),
+            )
             return
 
         session = spark.spark_session
@@ -100,7 +106,7 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
             extra_columns += [
                 c for c in columns_beyond_contract(frame.columns, source) if c not in extra_columns
             ]
-        lines = data_lines(drops, header_lines=1 if source.file_format == "csv" else 0)
+        header_lines = 1 if source.file_format == "csv" else 0
         streamed = {}
         if source.streamed:
             kept = count_rows(path, f"({days_predicate(days)}) AND NOT ({FROM_DROP_FILES})")
@@ -130,14 +136,22 @@ def build_bronze_asset(source: Source) -> dg.AssetsDefinition:
                     ),
                 },
             ),
-            check_results=[
+        )
+        # Each day's rows against its own files' lines: a day that lost rows is the one that fails.
+        rows_per_day = count_by(path, PARTITION_COLUMN, f"({days_predicate(days)}) AND ({FROM_DROP_FILES})")
+        landed: checks.DayResults = {}
+        for day in days:
+            day_lines = data_lines([d for d in drops if d.day == day], header_lines)
+            day_rows = rows_per_day.get(str(day), 0)
+            landed[str(day)] = [
                 dg.AssetCheckResult(
                     check_name=DROP_FULLY_LANDED.name,
-                    passed=lines == written["rows"],
-                    metadata={"drop_data_lines": lines, "bronze_rows": written["rows"]},
+                    passed=day_lines == day_rows,
+                    metadata={"drop_data_lines": day_lines, "bronze_rows": day_rows},
                 )
-            ],
-        )
+            ]
+        without = checks.not_evaluated(missing, [DROP_FULLY_LANDED.name], "no drop for this day")
+        yield from checks.evaluate_days(context, context.asset_key, checks.merge_days(landed, without))
 
     return bronze_asset
 

@@ -12,7 +12,7 @@ from dagster_pyspark import PySparkResource
 from techmart_assets.gold.report import CheckResult, gather, summary_markdown, write_report
 from techmart_assets.partitions import daily_partitions, run_days
 from techmart_assets.quality.history import checks_of_day
-from techmart_assets.resources import LakehouseResource
+from techmart_assets.resources import SPARK_BATCH_POOL, LakehouseResource
 
 REPORT_KEY = dg.AssetKey(["gold", "daily_sales_report"])
 REPORT_INPUTS = [
@@ -49,6 +49,7 @@ def day_check_results(context: dg.AssetExecutionContext, day: date) -> list[Chec
     deps=REPORT_INPUTS,
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=SPARK_BATCH_POOL,
     # Each day of a range run records its own materialization, with that day's figures.
     output_required=False,
     group_name="gold",

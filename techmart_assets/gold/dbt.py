@@ -22,12 +22,8 @@ from techmart_assets.delta import count_rows, last_commit, total_rows
 from techmart_assets.gold.dbt_runtime import DBT_PROJECT_DIR, ensure_manifest, lakehouse_path, stream_dbt
 from techmart_assets.metadata import commit_metadata
 from techmart_assets.partitions import daily_partitions
-from techmart_assets.resources import LakehouseResource
+from techmart_assets.resources import SPARK_BATCH_POOL, LakehouseResource
 from techmart_assets.sizing import shuffles_for
-
-# One dbt build rewrites the gold tables at a time: dbt steps queue on this pool (one slot in
-# dagster.yaml), so a backfill and a daily run never write the same tables at once.
-DBT_POOL = "dbt_gold"
 
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 
@@ -76,7 +72,8 @@ def silver_rows(lakehouse: LakehouseResource) -> int:
     partitions_def=daily_partitions,
     # A backfill range is one dbt invocation whose window covers every day of the range.
     backfill_policy=dg.BackfillPolicy.single_run(),
-    pool=DBT_POOL,
+    # One batch run at a time: a backfill and a daily run never write the gold tables at once.
+    pool=SPARK_BATCH_POOL,
 )
 def gold_dbt_assets(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, spark: PySparkResource

@@ -1,9 +1,11 @@
 """The asset checks of one day, read back from the Dagster instance: what the daily report shows and
 `techmart checks report --date D` prints.
 
-A check runs in the run that wrote its table, once for all the run's days (a range run checks its
-whole range at once). A day's result of a check is therefore the latest evaluation whose run covered
-that day: its partition, or a range that holds it. A later run of another day does not replace it.
+A check partitioned by day (bronze's and silver's) records a result for each day its run wrote:
+the day's result is the latest evaluation of that partition. A check without partitions (dbt's tests
+of gold) runs once for all its run's days, so its result for a day is the latest evaluation whose
+run covered that day: its partition, or a range that holds it. A later run of another day does not
+replace either.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import date
 
 import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluation
+from dagster._core.event_api import PartitionKeyFilter
 from dagster._core.storage.dagster_run import FINISHED_STATUSES as FINISHED
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -124,31 +127,44 @@ def checks_of_day(
 def _check_of_day(instance, graph, runs: _Runs, key: dg.AssetCheckKey, day: date) -> DayCheck:
     spec = graph.get_check_spec(key)
     base = {"asset": key.asset_key.to_user_string(), "check": key.name, "blocking": spec.blocking}
+    record = _record_of_day(instance, runs, key, day, partitioned=spec.partitions_def is not None)
+    if record is None:
+        return DayCheck(**base, status="not run", severity="", description=spec.description or "")
+    evaluation = _evaluation(record)
+    status = _status(record, runs.status(record.run_id))
+    blocked: tuple[str, ...] = ()
+    if spec.blocking and status == "failed":
+        planned = runs.assets(record.run_id, dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
+        done = runs.assets(record.run_id, dg.DagsterEventType.ASSET_MATERIALIZATION)
+        waiting = graph.get(key.asset_key).child_keys & planned
+        blocked = tuple(sorted(k.to_user_string() for k in waiting - done))
+    return DayCheck(
+        **base,
+        status=status,
+        severity=evaluation.severity.value if evaluation else "",
+        description=(evaluation.description or spec.description or "") if evaluation else "",
+        metadata={k: _metadata_text(v) for k, v in evaluation.metadata.items()} if evaluation else {},
+        run_id=record.run_id,
+        blocked=blocked,
+    )
+
+
+def _record_of_day(instance, runs: _Runs, key: dg.AssetCheckKey, day: date, partitioned: bool):
+    """The check's latest execution record for `day`, or None."""
+    storage = instance.event_log_storage
+    if partitioned:
+        found = storage.get_asset_check_execution_history(
+            key, limit=1, partition_filter=PartitionKeyFilter(key=day.isoformat())
+        )
+        return found[0] if found else None
     cursor = None
     while True:
-        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=PAGE, cursor=cursor)
+        records = storage.get_asset_check_execution_history(key, limit=PAGE, cursor=cursor)
         for record in records:
-            if not run_covers(runs.tags(record.run_id), day):
-                continue
-            evaluation = _evaluation(record)
-            status = _status(record, runs.status(record.run_id))
-            blocked: tuple[str, ...] = ()
-            if spec.blocking and status == "failed":
-                planned = runs.assets(record.run_id, dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED)
-                done = runs.assets(record.run_id, dg.DagsterEventType.ASSET_MATERIALIZATION)
-                waiting = graph.get(key.asset_key).child_keys & planned
-                blocked = tuple(sorted(k.to_user_string() for k in waiting - done))
-            return DayCheck(
-                **base,
-                status=status,
-                severity=evaluation.severity.value if evaluation else "",
-                description=(evaluation.description or spec.description or "") if evaluation else "",
-                metadata={k: _metadata_text(v) for k, v in evaluation.metadata.items()} if evaluation else {},
-                run_id=record.run_id,
-                blocked=blocked,
-            )
+            if run_covers(runs.tags(record.run_id), day):
+                return record
         if len(records) < PAGE:
-            return DayCheck(**base, status="not run", severity="", description=spec.description or "")
+            return None
         cursor = records[-1].id
 
 

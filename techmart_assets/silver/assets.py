@@ -4,7 +4,7 @@ Every silver asset reads its bronze days, calls its plain transformation, replac
 MERGEs SCD2 chains), then evaluates its checks on what it wrote. Checks that guard gold block.
 """
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -19,6 +19,7 @@ from techmart_assets.delta import (
     PARTITION_COLUMN,
     Commit,
     count_by,
+    count_by_each,
     count_rows,
     days_predicate,
     is_delta_table,
@@ -29,7 +30,7 @@ from techmart_assets.delta import (
 from techmart_assets.partitions import chunk_days, daily_partitions, run_days
 from techmart_assets.quality import checks
 from techmart_assets.quality.checks import CheckSpec, RowRule
-from techmart_assets.resources import LakehouseResource
+from techmart_assets.resources import SPARK_BATCH_POOL, LakehouseResource
 from techmart_assets.silver.batch import SilverBatch, release
 from techmart_assets.silver.dimensions import (
     CUSTOMER_DIMENSION,
@@ -135,9 +136,15 @@ class Tables:
         """Rows per day of a table: of this run's days, or of the days `where` selects."""
         return count_by(self.path(layer, name), PARTITION_COLUMN, where or self.of_days)
 
-    def by_rule(self, source: Source) -> dict[str, int]:
-        """Quarantined rows of this run's days by rule."""
-        return count_by(self.path("silver", f"{source.name}_quarantine"), "quarantine_rule", self.of_days)
+    def rules_by_day(self, source: Source) -> dict[str, dict[str, int]]:
+        """Quarantined rows of each of this run's days by rule ({} for a day with none)."""
+        path = self.path("silver", f"{source.name}_quarantine")
+        found: dict[str, dict[str, int]] = {str(day): {} for day in self.days}
+        for (day, rule), n in count_by_each(
+            path, [PARTITION_COLUMN, "quarantine_rule"], self.of_days
+        ).items():
+            found[day][rule] = n
+        return found
 
     def history_per_day(self, layer: str, name: str, days: int) -> dict[str, int]:
         """Rows per day of the `days` days before this run's first day."""
@@ -166,6 +173,14 @@ class Tables:
         return frame.where(F.col(PARTITION_COLUMN) < F.lit(self.days[0])).select(*columns)
 
 
+def summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for each in counts:
+        for name, n in each.items():
+            total[name] = total.get(name, 0) + n
+    return total
+
+
 def rules_table(rules: dict[str, int]) -> dg.MetadataValue:
     rows = [{"rule": k, "rows": v} for k, v in sorted(rules.items(), key=lambda kv: -kv[1])]
     return dg.MetadataValue.md(md.markdown_table(rows, ["rule", "rows"]) if rows else "nothing quarantined")
@@ -178,7 +193,11 @@ def no_bronze_rows(
     context.log.warning(f"{reason}: silver unchanged.")
     for key in (silver_key(source.name), quarantine_key(source)):
         yield dg.AssetObservation(asset_key=key, metadata={"status": reason})
-    yield from checks.not_evaluated([c.name for c in check_list], reason)
+    yield from checks.evaluate_days(
+        context,
+        silver_key(source.name),
+        checks.not_evaluated(run_days(context), [c.name for c in check_list], reason),
+    )
 
 
 def write_batch(tables: Tables, source: Source, batch: SilverBatch) -> tuple[Commit, Commit]:
@@ -209,35 +228,48 @@ def batch_results(
     tables: Tables,
     source: Source,
     bronze: DataFrame,
-    bronze_rows: int,
+    bronze_per_day: dict[str, int],
     written: DataFrame,
     commits: tuple[Commit, Commit],
-    table_checks: list[dg.AssetCheckResult],
+    table_checks: checks.DayResults,
     chunks: int,
 ) -> Iterator:
-    """Metadata and the shared checks for a source written as accepted rows + quarantine; `commits`
-    are the last chunk's."""
-    rules = tables.by_rule(source)
-    duplicates = sum(n for rule, n in rules.items() if rule.startswith("duplicate_"))
-    quarantined = sum(rules.values()) - duplicates
-    day_counts = tables.per_day("silver", source.name)
-    accepted = sum(day_counts.values())
+    """Metadata and the shared checks, for each day, of a source written as accepted rows +
+    quarantine; `commits` are the last chunk's."""
+    rules_by_day = tables.rules_by_day(source)
+    day_counts = {str(day): 0 for day in tables.days} | tables.per_day("silver", source.name)
+    day_checks: checks.DayResults = {}
+    totals = {"bronze": 0, "accepted": 0, "quarantined": 0, "duplicates": 0}
+    for day, accepted in day_counts.items():
+        day_rules = rules_by_day.get(day, {})
+        duplicates = sum(n for rule, n in day_rules.items() if rule.startswith("duplicate_"))
+        quarantined = sum(day_rules.values()) - duplicates
+        bronze_rows = bronze_per_day.get(day, 0)
+        day_checks[day] = [
+            checks.reconciliation(
+                bronze_rows, {"silver": accepted, "quarantined": quarantined, "duplicates": duplicates}
+            ),
+            checks.quarantine_rate(
+                bronze_rows, quarantined + duplicates, QUARANTINE_WARN_RATE, QUARANTINE_FAIL_RATE
+            ),
+        ]
+        for name, n in zip(totals, (bronze_rows, accepted, quarantined, duplicates), strict=True):
+            totals[name] += n
+    bronze_rows, accepted, quarantined, duplicates = totals.values()
+    rules = summed(rules_by_day.values())
     context.log.info(
         f"silver/{source.name}: bronze {bronze_rows:,} = {accepted:,} accepted + {quarantined:,} quarantined "
         f"+ {duplicates:,} duplicates."
     )
     history = tables.history_per_day("silver", source.name, HISTORY_DAYS)
-    results = [
-        checks.reconciliation(
-            bronze_rows, {"silver": accepted, "quarantined": quarantined, "duplicates": duplicates}
-        ),
-        checks.quarantine_rate(
-            bronze_rows, quarantined + duplicates, QUARANTINE_WARN_RATE, QUARANTINE_FAIL_RATE
-        ),
+    results = checks.merge_days(
+        day_checks,
         checks.row_count_vs_history(day_counts, list(history.values())),
-        checks.schema_change(bronze_source_columns(bronze, source), source.columns),
-        *table_checks,
-    ]
+        checks.each_day(
+            tables.days, [checks.schema_change(bronze_source_columns(bronze, source), source.columns)]
+        ),
+        table_checks,
+    )
     commit, qcommit = commits
     yield dg.MaterializeResult(
         asset_key=silver_key(source.name),
@@ -261,9 +293,9 @@ def batch_results(
                 ),
             },
         ),
-        check_results=results,
     )
     yield quarantine_result(context, tables, source, rules, qcommit)
+    yield from checks.evaluate_days(context, silver_key(source.name), results)
 
 
 def quarantine_result(
@@ -327,6 +359,7 @@ def silver_multi_asset(
         partitions_def=daily_partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=False,
+        pool=SPARK_BATCH_POOL,
     )
 
 
@@ -391,10 +424,14 @@ def materialize_batch(
     )
     # The key's uniqueness is checked across the whole table: sized for all of it.
     with shuffles_for(tables.spark, count_rows(path), lakehouse.rows_per_task):
-        row_results, _ = checks.row_checks(written, spec.required, [inside_day, *spec.extra_rules()])
-        table_checks = [checks.unique_key(whole, source.key), *row_results]
+        table_checks = checks.merge_days(
+            checks.row_checks_by_day(
+                written, PARTITION_COLUMN, tables.days, spec.required, [inside_day, *spec.extra_rules()]
+            ),
+            checks.each_day(tables.days, [checks.unique_key(whole, source.key)]),
+        )
     yield from batch_results(
-        context, tables, source, bronze, bronze_rows, written, commits, table_checks, len(chunks)
+        context, tables, source, bronze, bronze_per_day, written, commits, table_checks, len(chunks)
     )
 
 
@@ -500,7 +537,8 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
     ):
         tables = Tables(spark.spark_session, lakehouse, run_days(context))
         bronze_days = tables.days_of("bronze", source.name)
-        bronze_rows = tables.rows("bronze", source.name)
+        bronze_per_day = tables.per_day("bronze", source.name)
+        bronze_rows = sum(bronze_per_day.values())
         if bronze_days is None or bronze_rows == 0:
             yield from no_bronze_rows(context, source, DIMENSION_CHECKS)
             return
@@ -512,15 +550,16 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
             tables.spark, count_rows(tables.path("bronze", source.name)), lakehouse.rows_per_task
         ):
             batch = build_dimension(bronze_whole, days_predicate(tables.days), path, dimension)
-            statuses = {
-                r.scd2_status: r["count"] for r in batch.classified.groupBy("scd2_status").count().collect()
-            }
+            statuses_by_day: dict[str, dict[str, int]] = {str(day): {} for day in tables.days}
+            for r in batch.classified.groupBy(PARTITION_COLUMN, "scd2_status").count().collect():
+                statuses_by_day[str(r[PARTITION_COLUMN])][r.scd2_status] = r["count"]
             commit = last_commit(path)
             qcommit = replace_days(
                 batch.quarantined, tables.path("silver", f"{source.name}_quarantine"), tables.days
             )
         release(batch.persisted)
-        rules = tables.by_rule(source)
+        rules_by_day = tables.rules_by_day(source)
+        rules = summed(rules_by_day.values())
         table = tables.spark.read.format("delta").load(path)
         row_results, totals = checks.row_checks(
             table,
@@ -534,17 +573,26 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
             ],
             {"rows": F.count(F.lit(1)), "current": F.count_if("is_current")},
         )
-        versions = {s: statuses.get(s, 0) for s in (VERSION, UNCHANGED, REPEATED)}
+        versions = {
+            s: sum(day.get(s, 0) for day in statuses_by_day.values()) for s in (VERSION, UNCHANGED, REPEATED)
+        }
         context.log.info(
             f"silver/{source.name}: bronze {bronze_rows:,} = {versions[VERSION]:,} new versions + "
             f"{versions[UNCHANGED]:,} unchanged + {versions[REPEATED]:,} repeated + "
             f"{sum(rules.values()):,} quarantined."
         )
-        results = [
-            checks.reconciliation(bronze_rows, {**versions, "quarantined": sum(rules.values())}),
-            checks.quarantine_rate(
-                bronze_rows, sum(rules.values()), QUARANTINE_WARN_RATE, QUARANTINE_FAIL_RATE
-            ),
+        day_checks: checks.DayResults = {}
+        for day, statuses in statuses_by_day.items():
+            day_bronze, day_quarantined = bronze_per_day.get(day, 0), sum(rules_by_day[day].values())
+            day_versions = {s: statuses.get(s, 0) for s in (VERSION, UNCHANGED, REPEATED)}
+            day_checks[day] = [
+                checks.reconciliation(day_bronze, {**day_versions, "quarantined": day_quarantined}),
+                checks.quarantine_rate(
+                    day_bronze, day_quarantined, QUARANTINE_WARN_RATE, QUARANTINE_FAIL_RATE
+                ),
+            ]
+        # The version chains and their keys are the whole table's, whichever days touched them.
+        table_checks = [
             checks.schema_change(bronze_source_columns(bronze_days, source), source.columns),
             checks.unique_key(table.where("is_current"), scd2.business_key, "unique_current_key"),
             *row_results,
@@ -569,9 +617,13 @@ def build_dimension_asset(dimension: Dimension) -> dg.AssetsDefinition:
                     ),
                 },
             ),
-            check_results=results,
         )
         yield quarantine_result(context, tables, source, rules, qcommit)
+        yield from checks.evaluate_days(
+            context,
+            silver_key(source.name),
+            checks.merge_days(day_checks, checks.each_day(tables.days, table_checks)),
+        )
 
     return silver_dimension
 

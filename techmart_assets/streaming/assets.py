@@ -16,7 +16,7 @@ from dagster_pyspark import PySparkResource
 from techmart_assets import metadata as md
 from techmart_assets.delta import last_commit
 from techmart_assets.partitions import daily_partitions, run_days
-from techmart_assets.resources import LakehouseResource
+from techmart_assets.resources import SPARK_BATCH_POOL, LakehouseResource
 from techmart_assets.streaming.profiles import customer_profiles as build_profiles
 
 PROFILES_KEY = dg.AssetKey(["gold", "customer_profiles"])
@@ -31,6 +31,7 @@ STREAMING_GROUP = "streaming"
     deps=[dg.AssetKey(["silver", "transactions"]), dg.AssetKey(["silver", "customers"])],
     partitions_def=daily_partitions,
     backfill_policy=dg.BackfillPolicy.single_run(),
+    pool=SPARK_BATCH_POOL,
     group_name="gold",
     kinds={"spark", "delta"},
     description=(
