@@ -9,6 +9,9 @@ import random
 import signal
 import socket
 import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -16,8 +19,9 @@ from dagster_pyspark import PySparkResource
 from pyspark.sql import DataFrame, SparkSession
 
 from techmart_assets.generator import GeneratorConfig
+from techmart_assets.instance_storage import write_instance_config
 from techmart_assets.resources import LakehouseResource, spark_config
-from techmart_assets.settings import Settings
+from techmart_assets.settings import PROJECT_ROOT, Settings
 from techmart_assets.sources import Source
 
 FIRST, LAST = date(2024, 11, 1), date(2024, 11, 14)
@@ -169,3 +173,39 @@ def stop_process_group(process: subprocess.Popen, first: int = signal.SIGINT, gr
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=60)
+
+
+@dataclass(frozen=True)
+class DagsterProcess:
+    """A Dagster command started by `dagster_process`: its instance, lakehouse, log and process."""
+
+    home: Path
+    lakehouse: Path
+    log: Path
+    process: subprocess.Popen
+
+
+@contextlib.contextmanager
+def dagster_process(
+    base: Path, raw_data: Path, command: list[str], env: dict[str, str] | None = None
+) -> Iterator[DagsterProcess]:
+    """`command` (a Dagster executable beside this Python and its arguments) run in the project root
+    on a new instance (the project's configuration, pools initialized) and an empty lakehouse of
+    `raw_data`'s drops, as a newcomer starts it; stopped with everything it started on exit."""
+    lakehouse, home = base / "lakehouse", base / "dagster_home"
+    lakehouse.mkdir()
+    (lakehouse / "raw_data").symlink_to(raw_data)
+    write_instance_config(home)
+    log = base / f"{command[0]}.log"
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / command[0]), *command[1:]],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home), "TECHMART_LAKEHOUSE": str(lakehouse), **(env or {})},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        yield DagsterProcess(home, lakehouse, log, process)
+    finally:
+        stop_process_group(process)

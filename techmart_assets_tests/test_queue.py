@@ -10,9 +10,6 @@ the daemon's run launcher starts (each its own process and Spark).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,9 +24,8 @@ from dagster_graphql.test.utils import define_out_of_process_context, execute_da
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from techmart_assets.instance_storage import write_instance_config
 from techmart_assets.settings import PROJECT_ROOT
-from techmart_assets_tests.support import DAYS, drop_rows, stop_process_group, table
+from techmart_assets_tests.support import DAYS, dagster_process, drop_rows, table
 
 BRONZE = [dg.AssetKey(["bronze", n]) for n in ("customers", "products", "transactions", "web_events")]
 PRODUCTS = dg.AssetKey(["bronze", "products"])
@@ -56,29 +52,13 @@ class Daemon:
 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory, raw_data: Path) -> Iterator[Daemon]:
-    base = tmp_path_factory.mktemp("queue")
-    lakehouse, home = base / "lakehouse", base / "dagster_home"
-    lakehouse.mkdir()
-    (lakehouse / "raw_data").symlink_to(raw_data)
-    write_instance_config(home)
-    log = base / "dagster_daemon.log"
-    env = {**os.environ, "DAGSTER_HOME": str(home), "TECHMART_LAKEHOUSE": str(lakehouse)}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        with (
-            dg.DagsterInstance.from_config(str(home)) as instance,
-            define_out_of_process_context(str(PROJECT_ROOT / "workspace.yaml"), None, instance) as context,
-        ):
-            yield Daemon(home, lakehouse, log, context)
-    finally:
-        stop_process_group(process)
+    command = ["dagster-daemon", "run", "-w", "workspace.yaml"]
+    with (
+        dagster_process(tmp_path_factory.mktemp("queue"), raw_data, command) as started,
+        dg.DagsterInstance.from_config(str(started.home)) as instance,
+        define_out_of_process_context(str(PROJECT_ROOT / "workspace.yaml"), None, instance) as context,
+    ):
+        yield Daemon(started.home, started.lakehouse, started.log, context)
 
 
 def _launch(daemon: Daemon, selection: list[dg.AssetKey], days: list[str]) -> str:

@@ -7,10 +7,7 @@ Screenshots land in `test-artifacts/` (the asset graph, a check's report, the la
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,10 +25,9 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from pyspark.sql import SparkSession
 
 from techmart_assets.gold.assets import REPORT_KEY
-from techmart_assets.instance_storage import write_instance_config
 from techmart_assets.quality.history import checks_of_day
 from techmart_assets.settings import PROJECT_ROOT
-from techmart_assets_tests.support import DAYS, free_port_pair, stop_process_group, table
+from techmart_assets_tests.support import DAYS, dagster_process, free_port_pair, table
 from techmart_assets_tests.test_backfills import GRAPH, PARTITIONED
 
 CHROMIUM = "/usr/bin/chromium"
@@ -72,38 +68,18 @@ def _answers(url: str) -> bool:
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory: pytest.TempPathFactory, raw_data: Path) -> Iterator[Ui]:
     """`dagster dev` in the project root, on a new instance and an empty lakehouse of generated drops."""
-    base = tmp_path_factory.mktemp("ui")
-    lakehouse, home = base / "lakehouse", base / "dagster_home"
-    lakehouse.mkdir()
-    (lakehouse / "raw_data").symlink_to(raw_data)
-    write_instance_config(home)
     port = free_port_pair()
-    log = base / "dagster_dev.log"
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "TECHMART_LAKEHOUSE": str(lakehouse),
-        # Dagster's freshness daemon evaluates every 30 s by default: 10 s keeps the test short.
-        "FRESHNESS_DAEMON_INTERVAL_SECONDS": "10",
-    }
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "dev", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
+    command = ["dagster", "dev", "--host", "127.0.0.1", "--port", str(port)]
+    # Dagster's freshness daemon evaluates every 30 s by default: 10 s keeps the test short.
+    env = {"FRESHNESS_DAEMON_INTERVAL_SECONDS": "10"}
+    with dagster_process(tmp_path_factory.mktemp("ui"), raw_data, command, env) as started:
+        url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 240
         while not _answers(url):
-            assert process.poll() is None, log.read_text()[-3000:]
+            assert started.process.poll() is None, started.log.read_text()[-3000:]
             assert time.monotonic() < deadline, "dagster dev did not answer in 240 s"
             time.sleep(2)
-        yield Ui(url, home, lakehouse, log)
-    finally:
-        stop_process_group(process)
+        yield Ui(url, started.home, started.lakehouse, started.log)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -160,24 +160,12 @@ def row_checks(
     as the row count) in the same pass. Examples are read only for a rule that fails."""
     totals = dict(totals or {})
     counts = frame.agg(
-        *[F.count_if(F.col(c).isNull()).alias(f"null_{i}") for i, c in enumerate(not_null)],
-        *[F.count_if(rule.violation).alias(f"rule_{i}") for i, rule in enumerate(rules)],
+        *_row_counts(not_null, rules),
         *[column.alias(f"total_{i}") for i, column in enumerate(totals.values())],
     ).first()
-    nulls = {c: counts[f"null_{i}"] for i, c in enumerate(not_null)}
-    results = [
-        dg.AssetCheckResult(
-            check_name="keys_not_null",
-            passed=not any(nulls.values()),
-            metadata={f"null_{c}": n for c, n in nulls.items()},
-        )
-    ]
-    for i, rule in enumerate(rules):
-        found = counts[f"rule_{i}"]
-        metadata: dict[str, object] = {"violations": found}
-        if found:
-            metadata["examples"] = _examples(frame.where(rule.violation), rule.show)
-        results.append(dg.AssetCheckResult(check_name=rule.check, passed=found == 0, metadata=metadata))
+    results = _row_results(
+        counts.asDict(), not_null, rules, lambda rule: _examples(frame.where(rule.violation), rule.show)
+    )
     return results, {name: counts[f"total_{i}"] for i, name in enumerate(totals)}
 
 
@@ -191,32 +179,50 @@ def row_checks_by_day(
     """`row_checks` for each of `days` (`frame`'s `day_column`), counted in one pass grouped by day;
     a day without rows passes them all. Examples are read only for a day and rule that fail."""
     counted = frame.groupBy(day_column).agg(
-        *[F.count_if(F.col(c).isNull()).alias(f"null_{i}") for i, c in enumerate(not_null)],
-        *[F.count_if(rule.violation).alias(f"rule_{i}") for i, rule in enumerate(rules)],
+        *_row_counts(not_null, rules),
     )
     found = {str(row[day_column]): row.asDict() for row in counted.collect()}
-    by_day: DayResults = {}
-    for day in map(str, days):
-        counts = found.get(day, {})
-        nulls = {c: counts.get(f"null_{i}", 0) for i, c in enumerate(not_null)}
-        results = [
-            dg.AssetCheckResult(
-                check_name="keys_not_null",
-                passed=not any(nulls.values()),
-                metadata={f"null_{c}": n for c, n in nulls.items()},
-            )
-        ]
-        for i, rule in enumerate(rules):
-            violations = counts.get(f"rule_{i}", 0)
-            metadata: dict[str, object] = {"violations": violations}
-            if violations:
-                of_day = frame.where(rule.violation & (F.col(day_column) == F.lit(day).cast("date")))
-                metadata["examples"] = _examples(of_day, rule.show)
-            results.append(
-                dg.AssetCheckResult(check_name=rule.check, passed=not violations, metadata=metadata)
-            )
-        by_day[day] = results
-    return by_day
+
+    def examples_of(day: str):
+        on_day = F.col(day_column) == F.lit(day).cast("date")
+        return lambda rule: _examples(frame.where(rule.violation & on_day), rule.show)
+
+    return {
+        day: _row_results(found.get(day, {}), not_null, rules, examples_of(day)) for day in map(str, days)
+    }
+
+
+def _row_counts(not_null: Sequence[str], rules: Sequence[RowRule]) -> list[Column]:
+    """The aggregates `_row_results` reads: nulls per `not_null` column, violations per rule."""
+    return [
+        *[F.count_if(F.col(c).isNull()).alias(f"null_{i}") for i, c in enumerate(not_null)],
+        *[F.count_if(rule.violation).alias(f"rule_{i}") for i, rule in enumerate(rules)],
+    ]
+
+
+def _row_results(
+    counts: Mapping[str, int],
+    not_null: Sequence[str],
+    rules: Sequence[RowRule],
+    examples: Callable[[RowRule], object],
+) -> list[dg.AssetCheckResult]:
+    """`keys_not_null` and each rule's result from the counts `null_{i}` and `rule_{i}` (missing ones
+    are zero); `examples(rule)` is read only for a rule that has violations."""
+    nulls = {c: counts.get(f"null_{i}", 0) for i, c in enumerate(not_null)}
+    results = [
+        dg.AssetCheckResult(
+            check_name="keys_not_null",
+            passed=not any(nulls.values()),
+            metadata={f"null_{c}": n for c, n in nulls.items()},
+        )
+    ]
+    for i, rule in enumerate(rules):
+        violations = counts.get(f"rule_{i}", 0)
+        metadata: dict[str, object] = {"violations": violations}
+        if violations:
+            metadata["examples"] = examples(rule)
+        results.append(dg.AssetCheckResult(check_name=rule.check, passed=not violations, metadata=metadata))
+    return results
 
 
 def reconciliation(bronze_rows: int, parts: dict[str, int]) -> dg.AssetCheckResult:
