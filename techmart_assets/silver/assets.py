@@ -201,10 +201,14 @@ def no_bronze_rows(
 
 
 def write_batch(tables: Tables, source: Source, batch: SilverBatch) -> tuple[Commit, Commit]:
-    """Replace the run's days in the silver table and in its quarantine."""
+    """Replace the run's days in the quarantine, then in the silver table.
+
+    The quarantine first: a write to a table drops the cached frames whose plan reads that table
+    (Spark recaches by path), and the batch reads the silver table's earlier days, so once the
+    silver table was written the quarantine's write computed the whole batch a second time."""
     path, qpath = tables.path("silver", source.name), tables.path("silver", f"{source.name}_quarantine")
-    commit = replace_days(batch.accepted, path, tables.days)
     qcommit = replace_days(batch.quarantined, qpath, tables.days)
+    commit = replace_days(batch.accepted, path, tables.days)
     return commit, qcommit
 
 

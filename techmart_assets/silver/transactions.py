@@ -51,25 +51,33 @@ def as_of(
 ) -> DataFrame:
     """Attach the version of `key` valid at `transaction_ts` (its surrogate key and attributes).
 
-    A transaction earlier than the key's first version (the record arrived after the sale) takes
-    the first version. A key with no version at all gets null attributes and `_known` false.
+    A transaction earlier than the key's first version (the record arrived after the sale), or one
+    no version covers, takes the first version. A key with no version at all gets null attributes
+    and `_known` false.
+
+    Only the versions that can be picked are joined (the one in force and the first): joining every
+    version of the key and ranking them multiplied the rows by the versions a key has (about 16 per
+    product over the generated history) before one was kept.
     """
+    first_version = F.col("valid_from") == F.min("valid_from").over(Window.partitionBy(key))
     picked = versions.select(
         F.col(key).alias("_v_key"),
         F.col(surrogate),
         "valid_from",
         "valid_to",
+        first_version.alias("_first_version"),
         *[F.col(a).alias(alias) for a, alias in attributes.items()],
     )
     ts = F.col("transaction_ts")
     in_force = (F.col("valid_from") <= ts) & (F.col("valid_to").isNull() | (ts < F.col("valid_to")))
+    candidate = (F.col(key) == F.col("_v_key")) & (in_force | F.col("_first_version"))
     best = Window.partitionBy("_row_id").orderBy(F.when(in_force, 0).otherwise(1), F.col("valid_from"))
     return (
-        frame.join(picked, F.col(key) == F.col("_v_key"), "left")
+        frame.join(picked, candidate, "left")
         .withColumn("_pick", F.row_number().over(best))
         .where(F.col("_pick") == 1)
         .withColumn(f"_known_{key}", F.col("_v_key").isNotNull())
-        .drop("_v_key", "valid_from", "valid_to", "_pick")
+        .drop("_v_key", "valid_from", "valid_to", "_first_version", "_pick")
     )
 
 

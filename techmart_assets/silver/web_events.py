@@ -9,9 +9,16 @@ from techmart_assets.bronze.ingest import columns_beyond_contract
 from techmart_assets.silver import rules as r
 from techmart_assets.silver.batch import SilverBatch, shared
 from techmart_assets.silver.dedup import mark_duplicates
-from techmart_assets.silver.quarantine import to_quarantine, with_record
+from techmart_assets.silver.quarantine import (
+    record_as_received,
+    to_quarantine,
+    with_received,
+    without_received,
+)
 from techmart_assets.sources import WEB_EVENTS
 
+# The bronze columns silver retypes (`event_ts`), trims (`event_id`) or fills in (`session_id`).
+CHANGED_COLUMNS = ("event_id", "event_ts", "session_id")
 EVENT_TYPES = ("page_view", "product_view", "search", "add_to_cart", "checkout", "purchase")
 SESSION_GAP_MINUTES = 30
 # A person does not produce more than this many events in one minute of one session.
@@ -81,7 +88,7 @@ def build_web_events(bronze: DataFrame, earlier: DataFrame) -> SilverBatch:
     One pass: every rule, the deduplication, the sessions and the bot test mark rows of one frame
     (a rejected row keeps the first rule it broke), which is computed once for both writes.
     """
-    judged = r.judge(with_record(bronze).drop("_row_id"), web_event_rules())
+    judged = r.judge(with_received(bronze, CHANGED_COLUMNS), web_event_rules())
     valid = r.still_valid()
     typed = judged.withColumns(
         {
@@ -89,13 +96,21 @@ def build_web_events(bronze: DataFrame, earlier: DataFrame) -> SilverBatch:
             "event_ts": r.timestamp_of("event_ts"),
         }
     )
-    deduplicated = mark_duplicates(typed, WEB_EVENTS.key, ["event_ts", "_source_file", "_record"], earlier)
+    # Among a key's rows of equal time and file, the values as received decide (deterministically).
+    as_received = [c for c in bronze.columns if c not in ("event_ts", "_source_file", "partition_date")]
+    order = ["event_ts", "_source_file", "_received_event_ts", *as_received]
+    deduplicated = mark_duplicates(typed, WEB_EVENTS.key, order, earlier)
     # Judged after deduplication: a re-sent event is a duplicate first, whatever its day.
     placed = r.judge_further(deduplicated, [r.timestamp_outside_partition("event_ts")])
-    # An accepted row's `_record` is not written anywhere: not kept either.
+    # A rejected row's record as received; accepted rows have none.
     persisted: list[DataFrame] = []
     classified = shared(
-        reject_bots(sessionize(placed)).withColumn("_record", F.when(~valid, F.col("_record"))), persisted
+        without_received(
+            reject_bots(sessionize(placed)).withColumn(
+                "_record", F.when(~valid, record_as_received(bronze.columns, CHANGED_COLUMNS))
+            )
+        ),
+        persisted,
     )
     extra = columns_beyond_contract(bronze.columns, WEB_EVENTS)
     accepted = (
