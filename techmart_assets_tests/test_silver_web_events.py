@@ -7,6 +7,7 @@ import json
 from datetime import date, datetime, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from techmart_assets.silver.web_events import BOT_EVENTS_PER_MINUTE, EVENT_TYPES, build_web_events
 from techmart_assets.sources import WEB_EVENTS
@@ -149,3 +150,40 @@ def test_a_session_firing_more_than_a_person_can_in_a_minute_is_quarantined(spar
         ("H0", "duplicate_event_id")
     ]
     assert len(accepted) + len(quarantined) == rows.count()
+
+
+def test_a_row_rejected_at_any_step_keeps_its_record_exactly_as_received(spark: SparkSession) -> None:
+    """Silver trims `event_id`, types `event_ts` and fills in `session_id`; a row rejected after
+    those changes (a duplicate, outside its day, a bot session it was placed in) still reaches the
+    quarantine with the values it arrived with."""
+    burst = [
+        {"event_id": f"B{i}", "session_id": None, "customer_id": "C9", "event_ts": at(7, i % 60)}
+        for i in range(BOT_EVENTS_PER_MINUTE + 1)
+    ]
+    rows = bronze(
+        spark,
+        {"event_id": "E1", "event_ts": at(1)},
+        {"event_id": " E1 ", "event_ts": at(2)},  # a duplicate once trimmed
+        {"event_id": "E3", "event_ts": "yesterday"},  # rejected before any change
+        {"event_id": "E4", "event_ts": "2024-03-06T00:00:01Z"},  # rejected once typed
+        *burst,
+    )
+    as_received = {
+        r.event_id: r.record
+        for r in rows.select("event_id", F.to_json(F.struct(*rows.columns)).alias("record")).collect()
+    }
+
+    quarantined = build_web_events(rows, no_history(spark)).quarantined.collect()
+
+    assert {(r.record_key, r.quarantine_rule) for r in quarantined if not r.record_key.startswith("B")} == {
+        ("E1", "duplicate_event_id"),
+        ("E3", "invalid_timestamp"),
+        ("E4", "timestamp_outside_partition"),
+    }
+    assert len(quarantined) == 3 + len(burst)
+    for row in quarantined:
+        received = " E1 " if row.quarantine_rule == "duplicate_event_id" else row.record_key
+        assert row.record == as_received[received], row.record_key
+    assert all(
+        json.loads(r.record).get("session_id") is None for r in quarantined if r.record_key.startswith("B")
+    )
