@@ -36,7 +36,7 @@ def with_received(bronze: DataFrame, changed: Sequence[str]) -> DataFrame:
     """Bronze rows with a copy, as received, of each of the `changed` columns (the ones the
     transformation retypes or fills in): `record_as_received` builds a rejected row's `_record`
     from them and the columns left alone, so a transformation that rejects rows late does not
-    carry every row's JSON through its shuffles (a quarter of silver web events' time)."""
+    carry every row's JSON through its shuffles (see bench/HISTORY.md, 2026-12-03)."""
     return bronze.withColumns({f"{RECEIVED_PREFIX}{c}": F.col(c) for c in changed})
 
 
