@@ -25,11 +25,16 @@ def with_record(bronze: DataFrame) -> DataFrame:
     """Bronze rows with a row id and `_record`: the whole row as received, as JSON, carried along
     so that a row rejected at any step reaches the quarantine exactly as it arrived."""
     return bronze.withColumn("_row_id", F.monotonically_increasing_id()).withColumn(
-        "_record", F.to_json(F.struct(*bronze.columns))
+        "_record", record_as_received(bronze.columns, changed=())
     )
 
 
 RECEIVED_PREFIX = "_received_"
+
+
+def received(column: str) -> str:
+    """The name of `with_received`'s copy of `column` as received."""
+    return f"{RECEIVED_PREFIX}{column}"
 
 
 def with_received(bronze: DataFrame, changed: Sequence[str]) -> DataFrame:
@@ -37,15 +42,13 @@ def with_received(bronze: DataFrame, changed: Sequence[str]) -> DataFrame:
     transformation retypes or fills in): `record_as_received` builds a rejected row's `_record`
     from them and the columns left alone, so a transformation that rejects rows late does not
     carry every row's JSON through its shuffles (see bench/HISTORY.md, 2026-12-03)."""
-    return bronze.withColumns({f"{RECEIVED_PREFIX}{c}": F.col(c) for c in changed})
+    return bronze.withColumns({received(c): F.col(c) for c in changed})
 
 
 def record_as_received(columns: Sequence[str], changed: Sequence[str]) -> Column:
-    """`with_record`'s JSON of a row whose bronze `columns` are untouched but the `changed` ones,
-    copied by `with_received`."""
-    return F.to_json(
-        F.struct(*[F.col(f"{RECEIVED_PREFIX}{c}").alias(c) if c in changed else F.col(c) for c in columns])
-    )
+    """A row's JSON as received: its bronze `columns`, the `changed` ones from `with_received`'s
+    copies (none changed: the row as it is)."""
+    return F.to_json(F.struct(*[F.col(received(c)).alias(c) if c in changed else F.col(c) for c in columns]))
 
 
 def without_received(frame: DataFrame) -> DataFrame:

@@ -10,6 +10,7 @@ from techmart_assets.silver import rules as r
 from techmart_assets.silver.batch import SilverBatch, shared
 from techmart_assets.silver.dedup import mark_duplicates
 from techmart_assets.silver.quarantine import (
+    received,
     record_as_received,
     to_quarantine,
     with_received,
@@ -98,7 +99,7 @@ def build_web_events(bronze: DataFrame, earlier: DataFrame) -> SilverBatch:
     )
     # Among a key's rows of equal time and file, the values as received decide (deterministically).
     as_received = [c for c in bronze.columns if c not in ("event_ts", "_source_file", "partition_date")]
-    order = ["event_ts", "_source_file", "_received_event_ts", *as_received]
+    order = ["event_ts", "_source_file", received("event_ts"), *as_received]
     deduplicated = mark_duplicates(typed, WEB_EVENTS.key, order, earlier)
     # Judged after deduplication: a re-sent event is a duplicate first, whatever its day.
     placed = r.judge_further(deduplicated, [r.timestamp_outside_partition("event_ts")])
