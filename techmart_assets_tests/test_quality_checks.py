@@ -6,7 +6,7 @@ import dagster as dg
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from techmart_assets.quality.checks import RowRule, row_checks
+from techmart_assets.quality.checks import RowRule, row_checks, unique_key
 
 ROWS = [
     ("T1", "C1", 120.0),
@@ -71,3 +71,24 @@ def test_each_check_reports_its_counts_and_only_failures_their_examples(spark: S
     below = checks["amount_below_1000"]
     assert below.passed and below.metadata["violations"].value == 0 and "examples" not in below.metadata
     assert totals == {}
+
+
+def test_unique_key_looks_across_the_table_at_the_keys_asked_for(spark: SparkSession) -> None:
+    table = spark.createDataFrame(
+        [
+            ("E1", "2025-01-01"),
+            ("E1", "2025-01-02"),
+            ("E2", "2025-01-01"),
+            ("E2", "2025-01-01"),
+            ("E3", "2025-01-02"),
+        ],
+        "event_id string, day string",
+    )
+    whole = unique_key(table, "event_id")
+    assert not whole.passed and whole.metadata["repeated_keys"].value == 2
+    # A run of 2025-01-02: E1 is repeated with a day outside the run; E2's repeat is not its business.
+    day = unique_key(table, "event_id", among=table.where("day = '2025-01-02'"))
+    assert not day.passed and day.metadata["repeated_keys"].value == 1
+    assert "E1" in day.metadata["examples"].value and "E2" not in day.metadata["examples"].value
+    clean = unique_key(table, "event_id", among=table.where("event_id = 'E3'"))
+    assert clean.passed and clean.metadata["repeated_keys"].value == 0

@@ -130,7 +130,14 @@ def _examples(frame: DataFrame, columns: Sequence[str]) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table(rows, list(columns)))
 
 
-def unique_key(frame: DataFrame, key: str, check: str = "unique_key") -> dg.AssetCheckResult:
+def unique_key(
+    frame: DataFrame, key: str, check: str = "unique_key", among: DataFrame | None = None
+) -> dg.AssetCheckResult:
+    """Whether each key occurs once in `frame`; only the keys of `among` are looked at when given
+    (a run's days: whether a key they hold occurs anywhere else in the table, without grouping
+    every key of a history that grows)."""
+    if among is not None:
+        frame = frame.join(among.select(key), key, "left_semi")
     repeated = frame.groupBy(key).count().where(F.col("count") > 1)
     found = repeated.count()
     metadata: dict[str, object] = {"repeated_keys": found}

@@ -23,7 +23,7 @@ def mark_duplicates(
     """
     # Valid rows first: a row's number among them is its occurrence.
     first_seen = Window.partitionBy(key).orderBy(still_valid().desc(), "partition_date", *order)
-    previously = earlier.select(key, F.col("partition_date").alias("_first_day")).distinct()
+    previously = first_days(earlier, frame.select(key), key, "_first_day")
     ranked = (
         frame.withColumn("_occurrence", F.row_number().over(first_seen))
         .withColumn("_batch_first_day", F.first("partition_date").over(first_seen))
@@ -40,6 +40,15 @@ def mark_duplicates(
         ),
     )
     return judge_further(ranked, [duplicate]).drop("_occurrence", "_batch_first_day", "_first_day")
+
+
+def first_days(earlier: DataFrame, keys: DataFrame, key: str, name: str) -> DataFrame:
+    """(key, `name`): the first day of each of `keys` found in `earlier` (key, partition_date).
+
+    Only the keys asked for: the earlier days grow with the history and a batch's keys do not, so a
+    day's batch (small enough to broadcast) filters the history's keys as they are read instead of
+    shuffling all of them, and a chunk shuffles them once (grouped by the key the join then uses)."""
+    return earlier.join(keys, key, "left_semi").groupBy(key).agg(F.min("partition_date").alias(name))
 
 
 def split_first_occurrences(

@@ -118,7 +118,12 @@ def build_transactions(
 
 def with_derived_fields(accepted: DataFrame, earlier: DataFrame, passthrough: list[str]) -> DataFrame:
     """Fields gold and the fraud rules need: time parts, foreign flag, cost, purchase sequence."""
-    prior_purchases = earlier.groupBy("customer_id").agg(F.count(F.lit(1)).alias("_prior_purchases"))
+    # Only the batch's customers: the earlier days grow with the history (see dedup.first_days).
+    prior_purchases = (
+        earlier.join(accepted.select("customer_id"), "customer_id", "left_semi")
+        .groupBy("customer_id")
+        .agg(F.count(F.lit(1)).alias("_prior_purchases"))
+    )
     in_batch = Window.partitionBy("customer_id").orderBy("transaction_ts", "transaction_id")
     derived = (
         accepted.join(prior_purchases, "customer_id", "left")
