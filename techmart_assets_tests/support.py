@@ -11,8 +11,9 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 from dagster_pyspark import PySparkResource
@@ -23,6 +24,7 @@ from techmart_assets.instance_storage import write_instance_config
 from techmart_assets.resources import LakehouseResource, spark_config
 from techmart_assets.settings import PROJECT_ROOT, Settings
 from techmart_assets.sources import Source
+from techmart_assets.streaming.ingestion import INGESTION_QUERY, start_ingestion
 
 FIRST, LAST = date(2024, 11, 1), date(2024, 11, 14)
 COUPON_FROM = date(2024, 11, 10)
@@ -104,6 +106,32 @@ def free_port_pair() -> int:
     raise RuntimeError("no free port pair outside the ephemeral range")
 
 
+def _java_instant(at: datetime) -> str:
+    """`Instant.toString()`: fractions in groups of three digits (nanoseconds here), then Z."""
+    utc = at.astimezone(UTC)
+    if not utc.microsecond:
+        return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    digits = f"{utc.microsecond * 1000:09d}".rstrip("0")
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + digits.ljust(-(-len(digits) // 3) * 3, "0") + "Z"
+
+
+# A time as producers write it: this project's, kafka-python clients, a JVM service, a browser,
+# local clocks. Each must reach the lakehouse as the same instant (to the microsecond).
+TIME_STYLES = {
+    "whole seconds, Z": lambda at: at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    "python isoformat()": lambda at: at.astimezone(UTC).isoformat(),
+    "python str()": lambda at: str(at.astimezone(UTC)),
+    "java Instant.toString()": _java_instant,
+    "java Instant, nanosecond clock": lambda at: at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "123Z",
+    "javascript toISOString()": lambda at: at.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
+    "java OffsetDateTime, +01:00": lambda at: at.astimezone(timezone(timedelta(hours=1))).isoformat(),
+    "offset -05:30": lambda at: at.astimezone(timezone(-timedelta(hours=5, minutes=30))).isoformat(),
+    "basic offset +0100": lambda at: at.astimezone(timezone(timedelta(hours=1))).strftime(
+        "%Y-%m-%dT%H:%M:%S.%f%z"
+    ),
+}
+
+
 def message(
     n: int,
     customer: str,
@@ -111,9 +139,11 @@ def message(
     amount: float = 1_500.0,
     country: str = "Morocco",
     city: str = "Casablanca",
+    style: str = "whole seconds, Z",
     **changes: object,
 ) -> dict:
-    """A transaction message as `techmart stream` sends it (the README's message format)."""
+    """A transaction message as `techmart stream` sends it (the README's message format), its time
+    written in one of the `TIME_STYLES`."""
     return {
         "transaction_id": f"TX{n:010d}",
         "customer_id": customer,
@@ -124,7 +154,7 @@ def message(
         "currency": "MAD",
         "payment_method": "credit_card",
         "status": "completed",
-        "transaction_ts": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "transaction_ts": TIME_STYLES[style](at),
         "channel": "web",
         "device": "mobile",
         "city": city,
@@ -209,3 +239,18 @@ def dagster_process(
         yield DagsterProcess(home, lakehouse, log, process)
     finally:
         stop_process_group(process)
+
+
+@contextmanager
+def ingesting(spark: SparkSession, root: Path, bootstrap: str) -> Iterator[None]:
+    """The ingestion query on `root`'s bronze transactions, run until the topic is drained, then stopped."""
+    query = start_ingestion(
+        spark, str(root / "bronze" / "transactions"), str(root / "checkpoints" / "ingestion"), bootstrap, 0.5
+    )
+    try:
+        assert query.name == INGESTION_QUERY
+        yield
+        query.processAllAvailable()
+    finally:
+        query.stop()
+    assert query.exception() is None

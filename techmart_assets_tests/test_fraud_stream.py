@@ -4,6 +4,7 @@ profile is used without a restart, and the topic lands in bronze once."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,11 +19,13 @@ from pyspark.sql import functions as F
 
 from techmart_assets import delta
 from techmart_assets.delta import QUERY_ID_PROPERTY, is_delta_table, last_committed_batch
+from techmart_assets.silver.transactions import build_transactions
 from techmart_assets.streaming import broker, fraud
 from techmart_assets.streaming.profiles import customer_profiles
 from techmart_assets.streaming.rules import FraudConfig, build_profile
 from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables
-from techmart_assets_tests.support import message, profile
+from techmart_assets_tests.support import TIME_STYLES, message, profile
+from techmart_assets_tests.support import message as support_message
 
 ALERT_WITHIN_S = 30
 
@@ -133,7 +136,7 @@ def test_each_bad_message_gets_its_reason(spark: SparkSession) -> None:
     assert errors["good"] is None
     assert errors["truncated"].startswith("malformed JSON")
     assert errors["no_customer"] == "missing key: customer_id"
-    assert errors["bad_time"].startswith("transaction_ts is not an ISO-8601")
+    assert errors["bad_time"].startswith("transaction_ts is not ISO-8601 with Z or an offset")
     assert errors["text_amount"].startswith("total_amount is missing, not a number")
     assert errors["negative"].startswith("total_amount is missing, not a number or not positive")
 
@@ -149,8 +152,14 @@ def test_a_message_is_parsed_once_whatever_filters_follow(spark: SparkSession) -
 
 def scenarios(base: datetime) -> tuple[list[dict], set[tuple[str, str]]]:
     """One crafted sequence per rule (customers C1..C6) and clean traffic (C7, C8): the messages and
-    the (rule, transaction) alerts they must raise."""
+    the (rule, transaction) alerts they must raise. Their times are written as other producers
+    write them (Python, Java, JavaScript, offsets), in turn."""
     s = timedelta(seconds=1)
+    styles = itertools.cycle([style for style in TIME_STYLES if style != "whole seconds, Z"])
+
+    def message(*args, **kwargs) -> dict:
+        return support_message(*args, **kwargs, style=next(styles))
+
     sent = [
         *(message(100 + i, "C1", base + 10 * i * s, amount=300) for i in range(4)),  # 4 in 30 s
         message(200, "C2", base, amount=180),
@@ -239,7 +248,7 @@ def stream(
         # Running, with its first (empty) micro-batch behind it: what a long-running job looks like.
         wait_for(lambda: all(q.lastProgress for q in runner.queries), 120, "the queries' first batch")
         # The module's traffic, sent once the queries run: every scenario, clean traffic, a bad message.
-        base = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+        base = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=250_000)
         messages, expected = scenarios(base)
         truncated = json.dumps(message(900, "C9", base))[:40].encode()
         send_messages(kafka.bootstrap, messages)
@@ -296,6 +305,46 @@ def test_each_scenario_is_alerted_in_delta_and_on_the_topic_within_30_s(stream: 
     assert not stream.runner.failed()
 
 
+def test_every_producers_times_reach_silver_at_the_instant_they_name(
+    stream: Stream, spark: SparkSession
+) -> None:
+    """The scenarios' streamed bronze rows (times written by Python, Java, JavaScript, with offsets)
+    through silver's batch build: every one accepted, at the instant its text names, in UTC."""
+    sent = {m["transaction_id"]: m["transaction_ts"] for m in stream.messages}
+    wait_for(lambda: len(stream.rows("bronze", "transactions")) > len(sent), 30, "bronze ingestion")
+    bronze = (
+        spark.read.format("delta")
+        .load(stream.tables.table("bronze", "transactions"))
+        .where(F.col("transaction_id").isin(list(sent)) | F.col("transaction_id").isNull())
+    )
+    since = datetime(2023, 1, 1)
+    customers = spark.createDataFrame(
+        [(f"C{n}", n, since, None, "regular", "Casablanca", "Morocco") for n in range(1, 9)],
+        "customer_id string, customer_sk bigint, valid_from timestamp, valid_to timestamp, "
+        "segment string, city string, country string",
+    )
+    products = spark.createDataFrame(
+        [("P000001", 1, since, None, "Laptops", "Ultrabooks", "Dell", Decimal("100.00"))],
+        "product_id string, product_sk bigint, valid_from timestamp, valid_to timestamp, "
+        "category string, subcategory string, brand string, cost decimal(12,2)",
+    )
+    earlier = spark.createDataFrame([], "transaction_id string, customer_id string, partition_date date")
+
+    batch = build_transactions(bronze, customers, products, earlier)
+
+    utc = "yyyy-MM-dd'T'HH:mm:ss.SSSSSS"  # the session's time zone is UTC
+    accepted = {
+        r.transaction_id: (r.ts, r.partition_date)
+        for r in batch.accepted.select(
+            "transaction_id", F.date_format("transaction_ts", utc).alias("ts"), "partition_date"
+        ).collect()
+    }
+    # Python's own parser as the reference: the instant each text names.
+    named = {tx: datetime.fromisoformat(text).astimezone(UTC) for tx, text in sent.items()}
+    assert accepted == {tx: (at.strftime("%Y-%m-%dT%H:%M:%S.%f"), at.date()) for tx, at in named.items()}
+    assert [r.quarantine_rule for r in batch.quarantined.collect()] == ["malformed_row"]  # the truncated one
+
+
 def test_a_refreshed_profile_is_used_without_a_restart(stream: Stream, spark: SparkSession) -> None:
     """C10 has no profile when the stream starts; once the batch job writes one, its spike is seen."""
     base = datetime.now(UTC).replace(hour=13, minute=0, second=0, microsecond=0)
@@ -315,13 +364,14 @@ def test_a_refreshed_profile_is_used_without_a_restart(stream: Stream, spark: Sp
 def test_live_sales_per_minute_are_written_once_each_minute_is_closed(stream: Stream) -> None:
     """The module's traffic per minute of event time: a minute is written once the watermark (the
     latest event time minus a minute) has passed its end; none is written twice."""
-    base, messages = stream.base, stream.messages
-    latest = max(m["transaction_ts"] for m in messages)  # 12:40:00
-    closed_before = datetime.fromisoformat(latest.replace("Z", "+00:00")) - timedelta(minutes=2)
+    messages = stream.messages
+    base = stream.base.replace(microsecond=0)  # the scenarios' first minute
+    # The instants the texts name (their styles differ: offsets, fractions).
+    times = [datetime.fromisoformat(m["transaction_ts"]).astimezone(UTC) for m in messages]
+    closed_before = max(times) - timedelta(minutes=2)  # 12:40:00.25 - 2 min
     expected: dict[datetime, list[float]] = {}
-    for m in messages:
-        at = datetime.fromisoformat(m["transaction_ts"].replace("Z", "+00:00"))
-        minute = at.replace(second=0, tzinfo=None)
+    for m, at in zip(messages, times, strict=True):
+        minute = at.replace(second=0, microsecond=0, tzinfo=None)
         if base.replace(tzinfo=None) <= minute <= closed_before.replace(tzinfo=None):
             orders, units, revenue = expected.get(minute, [0, 0, 0.0])
             expected[minute] = [orders + 1, units + m["quantity"], round(revenue + m["total_amount"], 2)]

@@ -116,7 +116,7 @@ def test_each_rule_rejects_its_row_with_a_reason(
     }
     reasons = {r.record_key: r.quarantine_reason for r in batch.quarantined.collect()}
     assert reasons["nocust"] == "missing customer_id"
-    assert reasons["badts"] == "transaction_ts '2024-13-45 25:61:00' is not an ISO-8601 timestamp"
+    assert reasons["badts"] == "transaction_ts '2024-13-45 25:61:00' is not a valid date and time"
     assert reasons["ghost"] == "customer_id 'C404' is not a known customer"
     assert reasons["absurd"] == "total_amount 15000000.00 MAD exceeds the plausible maximum of 5,000,000 MAD"
     short = next(r for r in batch.quarantined.collect() if r.record_key == "short")

@@ -14,6 +14,8 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from techmart_assets.timestamps import iso_timestamp, iso_timestamp_problem
+
 # The largest single order line TechMart considers plausible; a spike far above a customer's usual
 # basket (a fraud signal, not bad data) stays well below it.
 MAX_PLAUSIBLE_AMOUNT_MAD = 5_000_000
@@ -38,8 +40,9 @@ def blank(column: str) -> Column:
 
 
 def timestamp_of(column: str) -> Column:
-    """ISO-8601 text (`2024-03-05T14:22:31Z`) as a UTC timestamp; anything else is null."""
-    return F.to_timestamp(F.col(column))
+    """ISO-8601 text with an offset (`2024-03-05T14:22:31Z`, `...31.379+01:00`) as a UTC timestamp;
+    anything else is null (`techmart_assets.timestamps`: the stream parses times the same way)."""
+    return iso_timestamp(column)
 
 
 def malformed_row() -> Rule:
@@ -64,9 +67,11 @@ def missing_keys(*columns: str) -> Rule:
 def invalid_timestamp(column: str) -> Rule:
     return Rule(
         "invalid_timestamp",
-        f"{column} is not an ISO-8601 timestamp",
+        f"{column} is not an ISO-8601 time with Z or an offset",
         timestamp_of(column).isNull(),
-        F.format_string(f"{column} '%s' is not an ISO-8601 timestamp", F.coalesce(F.col(column), F.lit(""))),
+        F.format_string(
+            f"{column} '%s' %s", F.coalesce(F.col(column), F.lit("")), iso_timestamp_problem(column)
+        ),
     )
 
 
@@ -80,10 +85,11 @@ def invalid_date(column: str) -> Rule:
 
 
 def timestamp_outside_partition(column: str) -> Rule:
+    """On rows whose `column` is typed already (a UTC timestamp)."""
     return Rule(
         "timestamp_outside_partition",
         f"{column} falls on another day than the drop's partition",
-        F.to_date(timestamp_of(column)) != F.col("partition_date"),
+        F.to_date(F.col(column)) != F.col("partition_date"),
         F.format_string(
             f"{column} %s is outside the partition day %s",
             F.col(column),

@@ -35,6 +35,7 @@ from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.broker import FRAUD_ALERTS_TOPIC, TRANSACTIONS_TOPIC
 from techmart_assets.streaming.rules import CustomerState, FraudConfig, Profile, Transaction, evaluate
+from techmart_assets.timestamps import iso_timestamp, iso_timestamp_problem
 
 DETECTION_QUERY = "fraud_detection"
 DEAD_LETTER_QUERY = "fraud_dead_letters"
@@ -113,14 +114,14 @@ def parse(messages: DataFrame) -> DataFrame:
         # cannot copy, so each message is parsed once (detection's input: half the CPU).
         F.inline(F.array(F.from_json(raw, MESSAGE_SCHEMA))),
     )
-    event_ts = F.to_timestamp("transaction_ts", "yyyy-MM-dd'T'HH:mm:ss'Z'")
+    event_ts = iso_timestamp("transaction_ts")
     missing = F.concat_ws(
         ", ", *[F.when(F.trim(F.col(k)) == "", F.lit(k)).when(F.col(k).isNull(), F.lit(k)) for k in KEYS]
     )
     error = (
         F.when(~F.col("is_json_object"), F.lit("malformed JSON: not a JSON object"))
         .when(missing != "", F.concat(F.lit("missing key: "), missing))
-        .when(event_ts.isNull(), F.lit("transaction_ts is not an ISO-8601 UTC time (YYYY-MM-DDTHH:MM:SSZ)"))
+        .when(event_ts.isNull(), F.concat(F.lit("transaction_ts "), iso_timestamp_problem("transaction_ts")))
         .when(
             F.col("total_amount").isNull() | (F.col("total_amount") <= 0),
             F.lit("total_amount is missing, not a number or not positive"),

@@ -33,6 +33,7 @@ from techmart_assets.bronze.ingest import METADATA_COLUMNS, STREAMED_PREFIX, col
 from techmart_assets.delta import PARTITION_COLUMN, append_batches, check_compatible, is_delta_table
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.fraud import read_transactions
+from techmart_assets.timestamps import iso_timestamp
 
 INGESTION_QUERY = "bronze_ingestion"
 _FIELDS = T.MapType(T.StringType(), T.StringType())
@@ -73,8 +74,8 @@ def to_bronze(messages: DataFrame, extra_columns: Sequence[str] = ()) -> DataFra
         F.col("timestamp").alias("_received_at"),
     )
     values = {c: F.col("_fields").getItem(c) for c in (*TRANSACTIONS.columns, *extra_columns)}
-    # As silver's `timestamp_of` reads it (session time zone: UTC), so silver finds each row on its day.
-    event_day = F.to_date(F.to_timestamp(values["transaction_ts"]))
+    # As silver reads it (UTC), so silver finds each row on its day.
+    event_day = F.to_date(iso_timestamp(values["transaction_ts"]))
     return frame.select(
         *[value.alias(c) for c, value in values.items()],
         "_raw_line",
