@@ -233,11 +233,17 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
         f"{minutes} closed minutes of live sales"
     )
     by_rule = Counter(rule for _, rule in fired)
+    on_fraud = Counter(rule for t, rule in fired if t in injected)
     print(f"  {len(alerts)} fraud alerts: " + ", ".join(f"{r} {n}" for r, n in sorted(by_rule.items())))
     print(
         f"  {len({t for t, _ in fired} & injected)} of {len(injected)} injected fraud transactions alerted "
         f"(velocity bursts alert once, on the purchase that crosses the threshold)"
     )
+    if fired:
+        print(
+            f"  precision (alerts on injected fraud / all): {sum(on_fraud.values()) / len(fired):.3f}; "
+            + ", ".join(f"{r} {on_fraud[r] / n:.3f}" for r, n in sorted(by_rule.items()))
+        )
     return 0 if result.success and sent and sent[0].failed == 0 else 1
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -38,10 +39,12 @@ from techmart_assets.jobs import DAILY_JOB, LAKEHOUSE_JOB, daily_schedule, yeste
 from techmart_assets.resources import spark_config
 from techmart_assets.settings import Settings
 from techmart_assets.silver import silver_assets
-from techmart_assets_tests.support import DAYS, RANGE_TAGS, lakehouse_resources, table
+from techmart_assets.streaming import broker, producer
+from techmart_assets_tests.support import DAYS, RANGE_TAGS, SMALL, ingesting, lakehouse_resources, table
 
 FACT_SALES = dg.AssetKey(["gold", "fact_sales"])
 FACT_UNIQUE_CHECK = dg.AssetCheckKey(FACT_SALES, "unique_fact_sales_transaction_id")
+SECOND, HOUR = timedelta(seconds=1), timedelta(hours=1)
 
 
 def resources(settings: Settings, root: Path) -> dict[str, object]:
@@ -353,6 +356,8 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
     # The seed was loaded again by this second build, into the same external table: no old rows left.
     holidays = (DBT_PROJECT_DIR / "seeds" / "moroccan_holidays.csv").read_text().strip().splitlines()
     assert table(spark, root, "gold", "moroccan_holidays").count() == len(holidays) - 1
+    # The module's later tests build on fact_sales as it was.
+    spark.sql(f"RESTORE TABLE delta.`{fact_path}` TO VERSION AS OF {version}")
 
 
 def test_the_schedule_asks_for_yesterday_in_casablanca() -> None:
@@ -414,3 +419,51 @@ def test_the_dbt_profile_configures_spark_like_the_project(settings: Settings) -
     ):
         assert rendered[key] == project[key], key
     assert rendered["spark.sql.catalogImplementation"] == "in-memory"  # no metastore to share or lock
+
+
+def test_streamed_sales_reach_fact_sales_and_the_report_of_their_day(
+    spark: SparkSession, settings: Settings, gold, kafka: broker.BrokerConfig
+) -> None:
+    """`techmart stream`'s live sales, stamped on the history's last day, through streaming ingestion
+    and that day's daily build: every one is in fact_sales and in the report. A message that reuses
+    an id of an earlier drop is quarantined as a duplicate, with the day the id was first received."""
+    root, _ = gold
+    day = DAYS[-1]
+    planned = producer.plan(
+        120, seed=SMALL.seed, customers=SMALL.customers, products=SMALL.products, fraud_rate=0.02
+    )
+    started, noon = time.monotonic(), datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+    earlier = table(spark, root, "silver", "transactions").where(F.col("partition_date") == F.lit(DAYS[0]))
+    reused = earlier.first().transaction_id
+    with ingesting(spark, root, kafka.bootstrap):
+        sent = producer.send(
+            planned, kafka.bootstrap, rate=200, clock=lambda: noon + (time.monotonic() - started) * SECOND
+        )
+        again = {**planned.messages[0], "transaction_id": reused}
+        producer.send(producer.StreamPlan([again], []), kafka.bootstrap, rate=10, clock=lambda: noon + HOUR)
+    assert (sent.sent, sent.failed) == (120, 0)
+
+    result = dg.materialize(
+        [*bronze_assets, *silver_assets, *gold_assets],
+        resources=resources(settings, root),
+        partition_key=str(day),
+        raise_on_error=False,
+    )
+    assert result.success
+
+    streamed = {str(m["transaction_id"]): m for m in planned.messages}
+    facts = table(spark, root, "gold", "fact_sales").where(F.col("sale_date") == F.lit(day))
+    in_facts = {r.transaction_id: r for r in facts.collect()}
+    assert set(streamed) <= set(in_facts)
+    assert all(in_facts[t].amount == Decimal(str(m["total_amount"])) for t, m in streamed.items())
+    (duplicate,) = (
+        table(spark, root, "silver", "transactions_quarantine")
+        .where((F.col("partition_date") == F.lit(day)) & (F.col("record_key") == reused))
+        .collect()
+    )
+    assert duplicate.quarantine_rule == "duplicate_transaction_id"
+    assert duplicate.quarantine_reason == f"transaction_id '{reused}' already received on {DAYS[0]}"
+
+    completed = facts.where("is_completed").agg(F.sum("amount"), F.count("*")).first()
+    report = (root / "reports" / str(day) / "report.html").read_text()
+    assert f"{completed[0]:,.2f} MAD" in report and f"<td>orders</td><td>{completed[1]:,}</td>" in report

@@ -15,24 +15,28 @@ from techmart_assets.streaming import broker, producer
 from techmart_assets_tests.support import free_port_pair
 
 
-def test_the_plan_is_the_generators_day_moved_to_today_with_its_fraud_labels() -> None:
+def test_the_plan_mints_live_ids_and_spreads_clean_customers_with_the_fraud_labels() -> None:
     now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
     planned = producer.plan(800, fraud_rate=0.01, now=now)
     assert len(planned.messages) == 800
-    times = [m["transaction_ts"] for m in planned.messages]
-    assert times == sorted(times)
-    assert {t[:10] for t in times} == {"2026-01-15"}
-    # Whole days: each sale keeps its generated time of day.
-    generated = producer.plan(800, fraud_rate=0.01, now=datetime(2025, 6, 30, tzinfo=UTC))
-    assert [t[10:] for t in times] == [m["transaction_ts"][10:] for m in generated.messages]
-    ids = {m["transaction_id"] for m in planned.messages}
-    assert planned.labels and all(label["record_id"] in ids for label in planned.labels)
+    ids = [str(m["transaction_id"]) for m in planned.messages]
+    assert len(set(ids)) == 800 and all(i.startswith("TXL260115120000") for i in ids)
+    assert planned.labels and {label["record_id"] for label in planned.labels} <= set(ids)
     assert {label["category"] for label in planned.labels} == {"fraud"}
+    fraud = {label["record_id"] for label in planned.labels}
+    clean = [m for m in planned.messages if m["transaction_id"] not in fraud]
+    # A customer base of 5,000 in rotation: 800 sales, each clean one by a customer of its own.
+    assert len({m["customer_id"] for m in clean}) == len(clean)
+    assert not {m["customer_id"] for m in clean} & {
+        m["customer_id"] for m in planned.messages if m["transaction_id"] in fraud
+    }
 
 
 def test_every_message_arrives_once_keyed_by_customer(kafka: broker.BrokerConfig, tmp_path: Path) -> None:
     planned = producer.plan(600, fraud_rate=0.01)
+    before = datetime.now(UTC)
     result = producer.send(planned, kafka.bootstrap, rate=300)
+    after = datetime.now(UTC)
     assert (result.sent, result.failed) == (600, 0)
 
     consumer = KafkaConsumer(
@@ -51,7 +55,9 @@ def test_every_message_arrives_once_keyed_by_customer(kafka: broker.BrokerConfig
     for value in values:
         assert set(TRANSACTIONS.columns) <= set(value)
         assert isinstance(value["quantity"], int) and isinstance(value["total_amount"], float)
+        # Stamped as sent: live sales happen now, not at the generated day's times.
         assert value["transaction_ts"].endswith("Z")
+        assert before <= datetime.fromisoformat(value["transaction_ts"]) <= after
     # One customer's messages stay in one partition, in event-time order.
     by_customer: dict[str, list] = {}
     for message, value in zip(received, values, strict=True):

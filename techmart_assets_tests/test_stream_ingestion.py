@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,9 +26,9 @@ from techmart_assets.settings import Settings
 from techmart_assets.silver.transactions import build_transactions
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming import broker
-from techmart_assets.streaming.ingestion import INGESTION_QUERY, source_marker, start_ingestion, to_bronze
+from techmart_assets.streaming.ingestion import source_marker, to_bronze
 from techmart_assets_tests import support
-from techmart_assets_tests.support import COUPON_FROM, drop_rows, lakehouse_resources
+from techmart_assets_tests.support import COUPON_FROM, drop_rows, ingesting, lakehouse_resources
 
 TOPIC = broker.TRANSACTIONS_TOPIC
 STREAMED = f"NOT ({FROM_DROP_FILES})"
@@ -81,21 +79,6 @@ def topic_size(bootstrap: str) -> int:
         return sum(consumer.end_offsets(partitions).values())
     finally:
         consumer.close()
-
-
-@contextmanager
-def ingesting(spark: SparkSession, root: Path, bootstrap: str) -> Iterator[None]:
-    """The ingestion query on `root`'s bronze transactions, run until the topic is drained, then stopped."""
-    query = start_ingestion(
-        spark, str(root / "bronze" / "transactions"), str(root / "checkpoints" / "ingestion"), bootstrap, 0.5
-    )
-    try:
-        assert query.name == INGESTION_QUERY
-        yield
-        query.processAllAvailable()
-    finally:
-        query.stop()
-    assert query.exception() is None
 
 
 def bronze(spark: SparkSession, root: Path) -> DataFrame:

@@ -2,17 +2,29 @@
 
 The traffic is the data generator's: one generated day of sales (with its fraud scenarios: velocity
 bursts, amount spikes, small-then-large, foreign country, distant cities, night time, and no dirty
-rows), sent in event-time order at `--rate` messages per second for `--duration` seconds. The
-generated day is moved to today by whole days, so event times keep their spacing and their hour of
-day, and rules over event time (a minute, a customer's usual hour) see what the generator meant.
-What was injected is written to a labels file (the generator's `labels.csv` columns) for scoring
+rows), sent in the generated order at `--rate` messages per second for `--duration` seconds. What
+was injected is written to a labels file (the generator's `labels.csv` columns) for scoring
 detectors.
+
+A live sale is a new sale:
+- Its `transaction_id` is minted for the stream (`TXL`, the plan's UTC time to the second, a
+  sequence number), so it never repeats an id of the drop files. A streamed id that does collide
+  with an earlier one (another producer's, a replay) is a duplicate: silver quarantines it with
+  the day the id was first received, and the reconciliation counts it.
+- Its `transaction_ts` is the time it is sent (UTC, milliseconds), so the live per-minute sales and
+  the daily build see it when it happened. A day of sales is thus sent in minutes; so that the
+  clean part still looks like real customers, each clean sale is made by the next customer of a
+  rotation over the customer base (the scenarios' customers left out), in their home city and
+  country. The scenarios keep their customers, order and amounts: a burst is several purchases
+  within a second or two of real time. (One generated day has no customer history, so it holds no
+  `amount_spike` or `night_time` scenario.)
 
 Message format (one JSON object per message, UTF-8, key = customer_id):
     transaction_id, customer_id, product_id: strings
     quantity: integer; unit_price, total_amount: numbers (MAD, two decimals)
     currency ("MAD"), payment_method, status, channel, device, city, country, ip_address: strings
-    transaction_ts: the event time, ISO-8601 UTC ("2025-06-30T14:03:27Z")
+    transaction_ts: the event time, ISO-8601 with an offset ("2026-12-02T14:03:27.120Z"; see
+    `techmart_assets.timestamps` for every form accepted)
 """
 
 from __future__ import annotations
@@ -20,10 +32,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import random
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from kafka import KafkaProducer
@@ -37,7 +51,8 @@ from techmart_assets.streaming.broker import TRANSACTIONS_TOPIC, BrokerError
 log = logging.getLogger(__name__)
 INTEGERS = ("quantity",)
 NUMBERS = ("unit_price", "total_amount")
-PLAN_DAY = date(2025, 6, 30)  # any ordinary day: its sales are replayed as today's
+PLAN_DAY = date(2025, 6, 30)  # any ordinary day: its sales are sent as live ones
+LIVE_ID_PREFIX = "TXL"
 LABEL_HEADER = ["category", "kind", "source", "partition_date", "record_id", "detail"]
 
 
@@ -54,16 +69,29 @@ class StreamResult:
     errors: list[str] = field(default_factory=list)
 
 
-def to_message(row: dict[str, str], shift: timedelta) -> dict[str, object]:
-    """A CSV row of the generator as a message: typed values, the event time shifted and in ISO UTC."""
+def to_message(row: dict[str, str], transaction_id: str) -> dict[str, object]:
+    """A CSV row of the generator as a message: typed values, a minted id. Its `transaction_ts` is
+    the generated time until `send` stamps the time of sending."""
     message: dict[str, object] = {column: row[column] for column in TRANSACTIONS.columns}
     for column in INTEGERS:
         message[column] = int(row[column])
     for column in NUMBERS:
         message[column] = round(float(row[column]), 2)
-    event = datetime.fromisoformat(row["transaction_ts"].replace("Z", "+00:00")) + shift
-    message["transaction_ts"] = event.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    message["transaction_id"] = transaction_id
     return message
+
+
+def stamp(when: datetime) -> str:
+    """A time as the producer writes it: UTC, milliseconds, `Z` (JavaScript's `toISOString()`)."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _read_csv(folder: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in sorted(folder.glob("*.csv")):
+        with open(path, newline="", encoding="utf-8") as f:
+            rows.extend(csv.DictReader(f))
+    return rows
 
 
 def plan(
@@ -71,18 +99,19 @@ def plan(
     *,
     seed: int = GeneratorConfig.seed,  # the reference data set's: its customers and products
     fraud_rate: float = 0.002,
-    customers: int = 5_000,
+    customers: int = GeneratorConfig.customers,
+    products: int = GeneratorConfig.products,
     now: datetime | None = None,
 ) -> StreamPlan:
-    """`count` generated sales of one day, in event-time order, moved to `now`'s day (UTC)."""
-    now = now or datetime.now(UTC)
+    """`count` generated sales of one day, in generated order, with ids minted at `now` (UTC)."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
     day = PLAN_DAY
     config = GeneratorConfig(
         seed=seed,
         start=day,
         end=day,
         customers=customers,
-        products=500,
+        products=products,
         transactions=count,
         sessions_per_transaction=0,
         fraud_rate=fraud_rate,
@@ -91,21 +120,41 @@ def plan(
     )
     with tempfile.TemporaryDirectory(prefix="techmart-stream-") as tmp:
         generate(config, tmp)
-        rows = []
-        for path in sorted((Path(tmp) / "transactions" / str(day)).glob("*.csv")):
-            with open(path, newline="", encoding="utf-8") as f:
-                rows.extend(csv.DictReader(f))
+        rows = _read_csv(Path(tmp) / "transactions" / str(day))
+        homes = {
+            c["customer_id"]: (c["city"], c["country"]) for c in _read_csv(Path(tmp) / "customers" / str(day))
+        }
         with open(Path(tmp) / LABELS_FILE, newline="", encoding="utf-8") as f:
             labels = [r for r in csv.DictReader(f) if r["category"] == "fraud"]
-    shift = timedelta(days=(now.astimezone(UTC).date() - day).days)
-    messages = sorted(
-        (to_message(r, shift) for r in rows), key=lambda m: (m["transaction_ts"], m["transaction_id"])
-    )
+    rows.sort(key=lambda r: (r["transaction_ts"], r["transaction_id"]))
+    scenario_ids = {label["record_id"] for label in labels}
+    in_scenarios = {r["customer_id"] for r in rows if r["transaction_id"] in scenario_ids}
+    rotation = sorted(c for c in homes if c not in in_scenarios)
+    random.Random(seed).shuffle(rotation)
+    token = now.strftime("%y%m%d%H%M%S")
+    minted: dict[str, str] = {}
+    messages = []
+    for i, row in enumerate(rows):
+        message = to_message(row, f"{LIVE_ID_PREFIX}{token}{i:06d}")
+        minted[row["transaction_id"]] = str(message["transaction_id"])
+        if row["transaction_id"] not in scenario_ids and rotation:
+            customer = rotation[len(messages) % len(rotation)]
+            message["customer_id"] = customer
+            message["city"], message["country"] = homes[customer]
+        messages.append(message)
+    labels = [{**label, "record_id": minted[label["record_id"]]} for label in labels]
     return StreamPlan(messages=messages, labels=labels)
 
 
-def send(plan_: StreamPlan, bootstrap: str, rate: float, topic: str = TRANSACTIONS_TOPIC) -> StreamResult:
-    """Send the plan's messages at `rate` per second; every failed send is counted and reported."""
+def send(
+    plan_: StreamPlan,
+    bootstrap: str,
+    rate: float,
+    topic: str = TRANSACTIONS_TOPIC,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> StreamResult:
+    """Send the plan's messages at `rate` per second, each stamped with `clock()` as it is sent;
+    every failed send is counted and reported."""
     result = StreamResult()
 
     def failed(error: Exception) -> None:
@@ -135,7 +184,8 @@ def send(plan_: StreamPlan, bootstrap: str, rate: float, topic: str = TRANSACTIO
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            producer.send(topic, key=message["customer_id"], value=message).add_errback(failed)
+            stamped = {**message, "transaction_ts": stamp(clock())}
+            producer.send(topic, key=message["customer_id"], value=stamped).add_errback(failed)
             result.sent += 1
             if time.perf_counter() - last_report >= 5:
                 last_report = time.perf_counter()
