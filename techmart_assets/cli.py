@@ -168,8 +168,10 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
     traffic sent while the `fraud_stream` job runs on the project instance, then what it found."""
     import threading
     from collections import Counter
+    from datetime import UTC, datetime
 
     from dagster_pyspark.resources import spark_session_from_config
+    from pyspark.sql import functions as F
 
     from techmart_assets.definitions import defs
     from techmart_assets.resources import spark_config
@@ -192,6 +194,7 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
             f"({len(planned.labels)} fraud rows, labels in {labels})"
         )
         sent: list[producer.StreamResult] = []
+        since = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)  # Spark's naive UTC
         sender = threading.Thread(
             target=lambda: sent.append(producer.send(planned, config.bootstrap, rate)), daemon=True
         )
@@ -211,15 +214,15 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
             instance.report_runless_asset_event(event)
         spark = spark_session_from_config(spark_config(settings))
         try:
-            alerts = spark.read.format("delta").load(tables.fraud.alerts).collect()
-            dead = spark.read.format("delta").load(tables.fraud.dead_letters).count()
-            minutes = spark.read.format("delta").load(tables.table("gold", "live_sales_by_minute")).count()
-            streamed = (
-                spark.read.format("delta")
-                .load(tables.table("bronze", "transactions"))
-                .where("_source_file LIKE 'kafka://%'")
-                .count()
-            )
+            # This traffic's rows only: the tables keep earlier runs' too.
+            read = spark.read.format("delta").load
+            ours = F.col("transaction_id").isin([m["transaction_id"] for m in planned.messages])
+            alerts = read(tables.fraud.alerts).where(ours).collect()
+            dead = read(tables.fraud.dead_letters).where(F.col("produced_at") >= since).count()
+            live_sales = read(tables.table("gold", "live_sales_by_minute"))
+            closed = live_sales.where(F.col("minute_start") >= since).select("minute_start").distinct()
+            minutes = closed.count()
+            streamed = read(tables.table("bronze", "transactions")).where(ours).count()
         finally:
             spark.stop()
     finally:
@@ -268,7 +271,7 @@ def run_demo(args: argparse.Namespace) -> int:
     built = build_range(settings, last.isoformat(), last.isoformat(), job=DAILY_JOB)
     if built:
         return built
-    print("\n== Live: the Kafka broker, a minute of transactions with fraud, the fraud_stream job")
+    print(f"\n== Live: the Kafka broker, {args.stream_seconds:g} s of transactions with fraud, fraud_stream")
     streamed = stream_demo(settings, rate=args.stream_rate, seconds=args.stream_seconds)
     print(
         "\nWhere to look:\n"
@@ -432,8 +435,10 @@ def build_parser() -> argparse.ArgumentParser:
     table.set_defaults(func=run_table)
 
     demo = sub.add_parser("demo", help="generate the reference data set and build the lakehouse from it")
-    demo.add_argument("--stream-rate", type=float, default=100.0, help="live transactions per second")
-    demo.add_argument("--stream-seconds", type=float, default=60.0, help="seconds of live traffic")
+    demo.add_argument("--stream-rate", type=float, default=40.0, help="live transactions per second")
+    # Stamped as sent, sales close a minute of live sales once a minute's later sales have come
+    # (the watermark): 150 s of traffic close the first minute or two.
+    demo.add_argument("--stream-seconds", type=float, default=150.0, help="seconds of live traffic")
     demo.set_defaults(func=run_demo)
     return parser
 
