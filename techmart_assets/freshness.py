@@ -27,11 +27,7 @@ FRESH_FOLDERS = ("dim_", "fact_", "metrics", "daily_sales_report")
 
 def _must_be_fresh(spec: dg.AssetSpec) -> bool:
     path = spec.key.path
-    return (
-        path[0] == "gold"
-        and spec.partitions_def is not None
-        and any(path[1].startswith(folder) for folder in FRESH_FOLDERS)
-    )
+    return path[0] == "gold" and any(path[1].startswith(folder) for folder in FRESH_FOLDERS)
 
 
 def with_freshness(assets: Sequence[dg.AssetsDefinition]) -> list[dg.AssetsDefinition]:

@@ -47,7 +47,7 @@ def month(tmp_path_factory: pytest.TempPathFactory, settings: Settings) -> tuple
         ),
     }
     result = dg.materialize(
-        [*bronze_assets, *silver_assets, gold_dbt_assets],
+        [*bronze_assets, *silver_assets, *gold_dbt_assets],
         resources=resources,
         tags={
             "dagster/asset_partition_range_start": str(FIRST),

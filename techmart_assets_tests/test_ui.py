@@ -28,7 +28,7 @@ from techmart_assets.gold.assets import REPORT_KEY
 from techmart_assets.quality.history import checks_of_day
 from techmart_assets.settings import PROJECT_ROOT
 from techmart_assets_tests.support import DAYS, dagster_process, free_port_pair, table
-from techmart_assets_tests.test_backfills import GRAPH, PARTITIONED
+from techmart_assets_tests.test_backfills import CURRENT, GRAPH, PARTITIONED
 
 CHROMIUM = "/usr/bin/chromium"
 # Without the network flags Chromium's own connections are refused by this closed network, many at once.
@@ -210,18 +210,30 @@ def test_a_week_backfill_of_the_graph_launched_from_the_dialog_completes(
         runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill.backfill_id}))
         assert status == BulkActionStatus.COMPLETED_SUCCESS, _failures(instance, runs)
         materialized = {key: instance.get_materialized_partitions(key) for key in PARTITIONED}
+        current = {
+            key.to_user_string(): [r.run_id for r in instance.fetch_materializations(key, limit=10).records]
+            for key in CURRENT
+        }
         checks = {day: checks_of_day(instance, GRAPH, date.fromisoformat(day)) for day in WEEK}
 
-    # Few runs, each the whole week: the Spark layers do not start a JVM per day.
+    # Few runs, each the whole week: the Spark layers do not start a JVM per day. The current tables
+    # have no days: each is built once, in a run of its own as soon as what it reads is done.
     assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
-    assert len(runs) <= 6, [sorted(k.to_user_string() for k in r.asset_selection) for r in runs]
-    ranges = {(r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG]) for r in runs}
+    ranged = [r for r in runs if ASSET_PARTITION_RANGE_START_TAG in r.tags]
+    selections = [sorted(k.to_user_string() for k in r.asset_selection) for r in runs]
+    assert len(ranged) <= 6 and len(runs) - len(ranged) <= len(CURRENT), selections
+    start, end = ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG
+    ranges = {(r.tags[start], r.tags[end]) for r in ranged}
     assert ranges == {(WEEK[0], WEEK[-1])}
+    # A run without days builds current tables only.
+    assert all(set(r.asset_selection) <= set(CURRENT) for r in runs if r not in ranged)
     assert {key.to_user_string(): sorted(days) for key, days in materialized.items()} == {
         key.to_user_string(): WEEK for key in PARTITIONED
     }
-    # Every check of every day was evaluated by the backfill's runs, and none failed.
+    # The current tables (dimensions, customer value, profiles): once each, by the backfill.
     backfill_runs, settled = {r.run_id for r in runs}, ("passed", "warning")
+    assert CURRENT and all(len(ids) == 1 and ids[0] in backfill_runs for ids in current.values()), current
+    # Every check of every day was evaluated by the backfill's runs, and none failed.
     for day, results in checks.items():
         assert {c.run_id for c in results} <= backfill_runs, day
         assert [f"{c.asset}:{c.check} {c.status}" for c in results if c.status not in settled] == [], day

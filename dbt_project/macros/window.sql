@@ -8,12 +8,3 @@
   {%- endif -%}
 {%- endmacro %}
 
-
-{% macro window_end_date() -%}
-  {#- The last day of the window (or of the data, without a window): metrics "as of" this day. -#}
-  {%- if var('max_date', none) -%}
-    date_sub(date'{{ var("max_date") }}', 1)
-  {%- else -%}
-    current_date()
-  {%- endif -%}
-{%- endmacro %}

@@ -3,6 +3,6 @@
 from techmart_assets.gold.assets import daily_sales_report
 from techmart_assets.gold.dbt import gold_dbt_assets
 
-gold_assets = [gold_dbt_assets, daily_sales_report]
+gold_assets = [*gold_dbt_assets, daily_sales_report]
 
 __all__ = ["gold_assets", "gold_dbt_assets"]

@@ -3,6 +3,12 @@
 dbt runs inside the step, on the step's own SparkSession (`dbt_runtime`): the same Spark, Delta and
 jars as every other asset, warm, on the run's lakehouse. dagster-dbt reads the project and turns
 dbt's events into materializations and check results, as it does for a dbt process.
+
+The project is split as dagster-dbt projects split partitioned incremental models from the rest,
+with selections: `gold_daily_dbt_assets` (the facts, the daily metrics and their staging views,
+partitioned by day) between two unpartitioned definitions of current state,
+`gold_dimensions_dbt_assets` (what the facts read: dimensions, calendar, seed) and
+`gold_current_metrics_dbt_assets` (what reads the facts: customer value).
 """
 
 import json
@@ -41,12 +47,6 @@ class GoldTranslator(DagsterDbtTranslator):
         return "gold"
 
 
-def dbt_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
-    """The run's partition window, [min_date, max_date), for the incremental models."""
-    window = context.partition_time_window
-    return {"min_date": window.start.date().isoformat(), "max_date": window.end.date().isoformat()}
-
-
 def table_metadata(lakehouse: LakehouseResource, key: dg.AssetKey) -> dict[str, Any]:
     """Row count and Delta commit of a gold table dbt just wrote (views and seeds have no lakehouse
     path), read by delta-rs while dbt goes on: no Spark job between the models."""
@@ -65,21 +65,34 @@ def silver_rows(lakehouse: LakehouseResource) -> int:
     return total_rows([lakehouse.table_path("silver", name) for name in ("transactions", "web_events")])
 
 
-@dbt_assets(
-    manifest=ensure_manifest(),
-    project=dbt_project,
-    dagster_dbt_translator=GoldTranslator(),
-    partitions_def=daily_partitions,
-    # A backfill range is one dbt invocation whose window covers every day of the range.
-    backfill_policy=dg.BackfillPolicy.single_run(),
-    # One batch run at a time: a backfill and a daily run never write the gold tables at once.
-    pool=SPARK_BATCH_POOL,
-)
-def gold_dbt_assets(
+# What dbt builds incrementally is per day: the facts and the daily metrics replace the days of the
+# run's partition window, and the staging views they read go with them (a view holds no data; being
+# per day keeps the path from silver's days to gold's unbroken, so a backfill of silver and gold
+# from the UI reaches the facts). Everything else is current state, rebuilt whole by every run: the
+# dimensions, the calendar and the seed (which the facts read), and customer value (which reads the
+# facts). It has no partitions, so a backfill of an old day rebuilds it as of the latest data, never
+# as of the backfilled day.
+INCREMENTAL = "config.materialized:incremental"
+PER_DAY = f"{INCREMENTAL} 1+{INCREMENTAL},config.materialized:view"
+READS_THE_FACTS = f"{INCREMENTAL}+"
+
+
+def dbt_vars(context: dg.AssetExecutionContext) -> dict[str, str]:
+    """The run's partition window, [min_date, max_date), for the incremental models; none for the
+    current-state models, which read every day."""
+    if context.assets_def.partitions_def is None:
+        return {}
+    window = context.partition_time_window
+    return {"min_date": window.start.date().isoformat(), "max_date": window.end.date().isoformat()}
+
+
+def build_with_dbt(
     context: dg.AssetExecutionContext, lakehouse: LakehouseResource, spark: PySparkResource
 ) -> Iterator[Any]:
+    """`dbt build` of the step's selection on the step's SparkSession, its events as Dagster's."""
     window = dbt_vars(context)
-    context.log.info(f"dbt build for [{window['min_date']}, {window['max_date']}) on {lakehouse.root}")
+    scope = f"[{window['min_date']}, {window['max_date']})" if window else "the current state"
+    context.log.info(f"dbt build for {scope} on {lakehouse.root}")
     session = spark.spark_session
     # The step's models and tests, selected as dagster-dbt's CLI resource selects them (a large
     # selection comes as a selector in a copy of the project).
@@ -122,3 +135,40 @@ def gold_dbt_assets(
                     extra = table_metadata(lakehouse, key)
                     event = event.with_metadata({**event.metadata, **extra})
                 yield event
+
+
+def gold_dbt_definition(name: str, select: str, exclude: str | None = None, *, daily: bool = False):
+    """One `@dbt_assets` over part of the project: partitioned by day when `daily`, else current state."""
+
+    @dbt_assets(
+        manifest=ensure_manifest(),
+        project=dbt_project,
+        name=name,
+        select=select,
+        exclude=exclude,
+        dagster_dbt_translator=GoldTranslator(),
+        partitions_def=daily_partitions if daily else None,
+        # A backfill range is one dbt invocation whose window covers every day of the range.
+        backfill_policy=dg.BackfillPolicy.single_run() if daily else None,
+        # One batch run at a time: a backfill and a daily run never write the gold tables at once.
+        pool=SPARK_BATCH_POOL,
+    )
+    def _gold(
+        context: dg.AssetExecutionContext, lakehouse: LakehouseResource, spark: PySparkResource
+    ) -> Iterator[Any]:
+        yield from build_with_dbt(context, lakehouse, spark)
+
+    return _gold
+
+
+# Three definitions, in the order a run builds them, so that none is both upstream and downstream of
+# another (Dagster would split such a definition into several dbt invocations per run).
+gold_dimensions_dbt_assets = gold_dbt_definition(
+    "gold_dimensions_dbt_assets", "fqn:*", exclude=f"{PER_DAY} {READS_THE_FACTS}"
+)
+gold_daily_dbt_assets = gold_dbt_definition("gold_daily_dbt_assets", PER_DAY, daily=True)
+gold_current_metrics_dbt_assets = gold_dbt_definition(
+    "gold_current_metrics_dbt_assets", READS_THE_FACTS, exclude=PER_DAY
+)
+
+gold_dbt_assets = [gold_dimensions_dbt_assets, gold_daily_dbt_assets, gold_current_metrics_dbt_assets]

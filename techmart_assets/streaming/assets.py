@@ -1,7 +1,9 @@
 """The streaming side in the asset graph.
 
 - `gold/customer_profiles`: a Spark asset, refreshed with the daily build, that the fraud stream joins
-  (it reads the latest version every micro-batch, so a refresh needs no restart).
+  (it reads the latest version every micro-batch, so a refresh needs no restart). It is current
+  state, not a partition: every materialization is as of the latest day silver holds, so a backfill
+  of an old day never leaves the stream scoring today's purchases against old profiles.
 - `gold/fraud_alerts`, `gold/fraud_dead_letters`, `gold/live_sales_by_minute`: Delta tables written
   continuously by the long-running `fraud_stream` job, not by a materialization. They are external
   assets: the `fraud_stream_sensor` records what the stream committed as their materializations, so
@@ -12,10 +14,10 @@
 
 import dagster as dg
 from dagster_pyspark import PySparkResource
+from pyspark.sql import functions as F
 
 from techmart_assets import metadata as md
 from techmart_assets.delta import last_commit
-from techmart_assets.partitions import daily_partitions, run_days
 from techmart_assets.resources import SPARK_BATCH_POOL, LakehouseResource
 from techmart_assets.streaming.profiles import customer_profiles as build_profiles
 
@@ -29,28 +31,26 @@ STREAMING_GROUP = "streaming"
 @dg.asset(
     key=PROFILES_KEY,
     deps=[dg.AssetKey(["silver", "transactions"]), dg.AssetKey(["silver", "customers"])],
-    partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
     pool=SPARK_BATCH_POOL,
     group_name="gold",
     kinds={"spark", "delta"},
     description=(
-        "What the fraud rules know of each current customer as of the partition's day: home country, "
-        "completed purchases, their mean and spread, and the share bought at night. Replaced whole "
-        "by each materialization; the fraud stream picks up the new version without a restart."
+        "What the fraud rules know of each current customer as of the latest day in silver: home "
+        "country, completed purchases, their mean and spread, and the share bought at night. Current "
+        "state: replaced whole by each materialization, whichever days its run covers; the fraud "
+        "stream picks up the new version without a restart."
     ),
 )
 def customer_profiles(
     context: dg.AssetExecutionContext, spark: PySparkResource, lakehouse: LakehouseResource
 ) -> dg.MaterializeResult:
     session = spark.spark_session
-    as_of = run_days(context)[-1]
     read = session.read.format("delta").load
-    frame = build_profiles(
-        read(lakehouse.table_path("silver", "transactions")),
-        read(lakehouse.table_path("silver", "customers")),
-        as_of,
-    )
+    transactions = read(lakehouse.table_path("silver", "transactions"))
+    as_of = transactions.agg(F.max("partition_date")).first()[0]
+    if as_of is None:
+        raise dg.Failure("silver/transactions holds no day yet: build silver before the profiles.")
+    frame = build_profiles(transactions, read(lakehouse.table_path("silver", "customers")), as_of)
     path = lakehouse.table_path("gold", "customer_profiles")
     frame.coalesce(1).write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(path)
     written = session.read.format("delta").load(path)

@@ -1,7 +1,8 @@
 -- Grain: one row per customer who ever completed a purchase: recency, frequency and monetary
--- value (RFM) as of the last day built (the window's last day), with 1-5 scores (5 = best).
+-- value (RFM) as of the latest day the facts hold, with 1-5 scores (5 = best). Current state, not
+-- a partition: whichever days a run rebuilt, it is as of the latest sale, as a fresh build is.
 with as_of as (
-    select {{ window_end_date() }} as as_of_date
+    select max(sale_date) as as_of_date from {{ ref('fact_sales') }}
 ),
 
 purchases as (
@@ -31,9 +32,10 @@ select
     datediff(a.as_of_date, c.last_purchase_date) as recency_days,
     c.frequency,
     c.monetary,
-    ntile(5) over (order by datediff(a.as_of_date, c.last_purchase_date) desc) as recency_score,
-    ntile(5) over (order by c.frequency) as frequency_score,
-    ntile(5) over (order by c.monetary) as monetary_score
+    -- Ties are broken by customer_id, so the same data always gives the same scores.
+    ntile(5) over (order by datediff(a.as_of_date, c.last_purchase_date) desc, c.customer_id) as recency_score,
+    ntile(5) over (order by c.frequency, c.customer_id) as frequency_score,
+    ntile(5) over (order by c.monetary, c.customer_id) as monetary_score
 from per_customer c
 cross join as_of a
 left join {{ ref('dim_customers') }} d on d.customer_id = c.customer_id and d.is_current
