@@ -211,3 +211,28 @@ def test_a_day_evaluation_is_the_one_dagster_records_for_a_one_partition_run() -
     assert ours.partition == "2024-11-05"
     assert ours.target_materialization_data.run_id == our_run
     assert stock.target_materialization_data.run_id == stock_run
+
+
+CURRENT_KEY = dg.AssetKey(["gold", "current_toy"])
+CURRENT_PASSES = [True]
+
+
+@dg.asset(key=CURRENT_KEY, check_specs=[dg.AssetCheckSpec("in_shape", asset=CURRENT_KEY)])
+def current_toy():
+    yield dg.MaterializeResult()
+    yield dg.AssetCheckResult(check_name="in_shape", passed=CURRENT_PASSES[0])
+
+
+def test_a_current_table_shows_its_latest_result_on_every_day() -> None:
+    """A table without days (a dimension) is checked as it is: every day shows the latest evaluation,
+    by a run with days or without."""
+    graph = dg.Definitions(assets=[current_toy]).resolve_asset_graph()
+    with dg.instance_for_test() as instance:
+        assert [c.status for c in checks_of_day(instance, graph, date(2024, 11, 1), ("gold",))] == ["not run"]
+        CURRENT_PASSES[0] = False
+        dg.materialize([current_toy], instance=instance, tags=RANGE, raise_on_error=False)
+        CURRENT_PASSES[0] = True
+        latest = dg.materialize([current_toy], instance=instance)
+        for day in (date(2024, 11, 1), date(2025, 6, 1)):
+            (found,) = checks_of_day(instance, graph, day, ("gold",))
+            assert (found.status, found.run_id) == ("passed", latest.run_id)

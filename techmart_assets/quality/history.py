@@ -2,10 +2,11 @@
 `techmart checks report --date D` prints.
 
 A check partitioned by day (bronze's and silver's) records a result for each day its run wrote:
-the day's result is the latest evaluation of that partition. A check without partitions (dbt's tests
-of gold) runs once for all its run's days, so its result for a day is the latest evaluation whose
-run covered that day: its partition, or a range that holds it. A later run of another day does not
-replace either.
+the day's result is the latest evaluation of that partition. A check without partitions on a table
+with days (dbt's tests of the facts) runs once for all its run's days, so its result for a day is
+the latest evaluation whose run covered that day: its partition, or a range that holds it. A later
+run of another day does not replace either. A check on a current table (no days: the dimensions,
+customer value) describes the table as it is, so every day shows its latest evaluation.
 """
 
 from __future__ import annotations
@@ -127,7 +128,11 @@ def checks_of_day(
 def _check_of_day(instance, graph, runs: _Runs, key: dg.AssetCheckKey, day: date) -> DayCheck:
     spec = graph.get_check_spec(key)
     base = {"asset": key.asset_key.to_user_string(), "check": key.name, "blocking": spec.blocking}
-    record = _record_of_day(instance, runs, key, day, partitioned=spec.partitions_def is not None)
+    if graph.get(key.asset_key).partitions_def is None:  # a current table: its latest result
+        found = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        record = found[0] if found else None
+    else:
+        record = _record_of_day(instance, runs, key, day, partitioned=spec.partitions_def is not None)
     if record is None:
         return DayCheck(**base, status="not run", severity="", description=spec.description or "")
     evaluation = _evaluation(record)
