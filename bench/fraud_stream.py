@@ -5,7 +5,8 @@ For each rate, on a fresh broker of the project and a fresh lakehouse: the strea
 started and warmed up with `--warmup` seconds of traffic at the rate (not measured: the job is a
 long-running one, measured in its steady state, once detection has caught up with the warm-up),
 then `techmart stream`'s traffic (one generated day with its fraud scenarios, stamped as sent, the
-clean sales given to a customer base sized for the highest rate) is sent at the rate for
+clean sales given to a customer base sized for the highest rate, each a repeat of one of its
+customer's purchases of the history, stamped as sent from noon UTC on) is sent at the rate for
 `--duration` seconds.
 
 Printed per rate:
@@ -35,7 +36,8 @@ import statistics
 import tempfile
 import time
 from collections import Counter, defaultdict
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dagster_pyspark.resources import spark_session_from_config
@@ -63,9 +65,12 @@ def customer_base(rates: list[int]) -> int:
     return max(GeneratorConfig.customers, max(rates) * 60)
 
 
-def history_profiles(work: Path, config: FraudConfig, customers: int) -> list[tuple]:
+def history_profiles(
+    work: Path, config: FraudConfig, customers: int
+) -> tuple[list[tuple], dict[str, list[producer.Purchase]]]:
     """Profiles of `customers` customers from 120 generated days before the streamed day (a dozen
-    purchases each on average)."""
+    purchases each on average), and those purchases: the clean traffic repeats them, as the demo's
+    repeats silver's."""
     history = GeneratorConfig(
         start=producer.PLAN_DAY - timedelta(days=120),
         end=producer.PLAN_DAY - timedelta(days=1),
@@ -85,16 +90,41 @@ def history_profiles(work: Path, config: FraudConfig, customers: int) -> list[tu
 
     homes = {r["customer_id"]: r["country"] for r in rows("customers")}
     purchases = defaultdict(list)
+    history = defaultdict(list)
     for r in rows("transactions"):
         if r["status"] == "completed":
             ts = calendar.timegm(time.strptime(r["transaction_ts"], "%Y-%m-%dT%H:%M:%SZ"))
             purchases[r["customer_id"]].append((float(r["total_amount"]), ts))
+            history[r["customer_id"]].append(
+                producer.Purchase(
+                    r["product_id"], int(r["quantity"]), float(r["unit_price"]), float(r["total_amount"])
+                )
+            )
     built = [build_profile(c, home, purchases[c], config) for c, home in homes.items()]
     day = producer.PLAN_DAY - timedelta(days=1)
-    return [
-        (p.customer_id, p.home_country, p.purchases, p.mean_amount, p.std_amount, p.night_share, day)
+    profiles = [
+        (
+            p.customer_id,
+            p.home_country,
+            p.purchases,
+            p.mean_amount,
+            p.std_amount,
+            p.night_share,
+            p.max_amount,
+            day,
+        )
         for p in built
     ]
+    return profiles, dict(history)
+
+
+def daytime_clock() -> Callable[[], datetime]:
+    """Event times from noon UTC today on, as time passes: whenever the benchmark runs, its traffic is
+    a day's (a day's rate of sales sent at night would be mostly `unusual_hour` alerts; see
+    `producer`). Latency is measured from Kafka's receive time, which this does not change."""
+    noon = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    started = time.monotonic()
+    return lambda: noon + timedelta(seconds=time.monotonic() - started)
 
 
 def commit_times(spark: SparkSession, path: str):
@@ -131,6 +161,7 @@ def run_rate(
     spark: SparkSession,
     work: Path,
     profiles: list[tuple],
+    history: dict[str, list[producer.Purchase]],
     rate: int,
     duration: float,
     warmup: float,
@@ -142,7 +173,7 @@ def run_rate(
         Settings.from_env(), kafka_home=root / "kafka", kafka_bootstrap=f"localhost:{free_port_pair()}"
     )
     config = broker.BrokerConfig.from_settings(settings)
-    whole = producer.plan(round(rate * (warmup + duration)), customers=customers)
+    whole = producer.plan(round(rate * (warmup + duration)), customers=customers, history=history, rate=rate)
     split = round(rate * warmup)
     measured_ids = {m["transaction_id"] for m in whole.messages[split:]}
     warm = producer.StreamPlan(whole.messages[:split], [])
@@ -162,11 +193,12 @@ def run_rate(
             while not all(q.lastProgress for q in runner.queries):
                 time.sleep(0.5)
             detection = runner.queries[0]
-            producer.send(warm, config.bootstrap, rate)
+            clock = daytime_clock()
+            producer.send(warm, config.bootstrap, rate, clock=clock)
             # A cold session is slower: the measured traffic starts once the warm-up is caught up.
             caught_up(detection, config.bootstrap)
             started, measured_from = time.perf_counter(), time.time()
-            result = producer.send(planned, config.bootstrap, rate)
+            result = producer.send(planned, config.bootstrap, rate, clock=clock)
             achieved = result.sent / (time.perf_counter() - started)
             caught_up(detection, config.bootstrap)
             progress = [p for p in detection.recentProgress if p["numInputRows"]]
@@ -254,13 +286,13 @@ def main() -> None:
         work = Path(tmp)
         customers = customer_base(rates)
         print(f"profiles of {customers:,} customers from 120 generated days of history …", flush=True)
-        profiles = history_profiles(work, FraudConfig(), customers)
+        profiles, history = history_profiles(work, FraudConfig(), customers)
         settings = dataclasses.replace(Settings.from_env(), lakehouse_root=str(work / "spark"))
         spark = spark_session_from_config(spark_config(settings))
         try:
             options = StreamOptions(ingestion=not args.fraud_only, live_sales=not args.fraud_only)
             results = [
-                run_rate(spark, work, profiles, rate, args.duration, args.warmup, options, customers)
+                run_rate(spark, work, profiles, history, rate, args.duration, args.warmup, options, customers)
                 for rate in rates
             ]
         finally:

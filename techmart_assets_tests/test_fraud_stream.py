@@ -1,6 +1,7 @@
 """The fraud stream: parsing with dead-letter reasons, and end to end on a real broker: each scenario
-sent raises its alert in Delta and on the topic within 30 s, clean traffic raises none, a refreshed
-profile is used without a restart, and the topic lands in bronze once."""
+sent raises its alert in Delta and on the topic within 30 s, clean traffic raises none, a city the
+reference cannot place is counted in the heartbeat, a refreshed profile is used without a restart, and
+the topic lands in bronze once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import pandas as pd
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from pyspark.sql import SparkSession
@@ -23,7 +25,7 @@ from techmart_assets.silver.transactions import build_transactions
 from techmart_assets.streaming import broker, fraud
 from techmart_assets.streaming.profiles import customer_profiles
 from techmart_assets.streaming.rules import FraudConfig, build_profile
-from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables
+from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables, describe
 from techmart_assets_tests.support import TIME_STYLES, message, profile
 from techmart_assets_tests.support import message as support_message
 
@@ -46,7 +48,7 @@ def test_the_profile_cache_follows_the_profiles_table(spark: SparkSession, tmp_p
     rows = [
         profile("C1", 500, 50, home="France"),
         profile("C2", 80, 10),
-        (None, "Morocco", 1, 1.0, 1.0, 0.0, None),
+        (None, "Morocco", 1, 1.0, 1.0, 0.0, 1.0, None),
     ]
     spark.createDataFrame(rows, fraud.PROFILE_SCHEMA).write.format("delta").mode("overwrite").save(path)
     assert (cache.get("C1").home_country, cache.get("C1").mean_amount) == ("France", 500)
@@ -59,6 +61,14 @@ def test_the_profile_cache_follows_the_profiles_table(spark: SparkSession, tmp_p
     ).save(path)
     assert slow.get("C2").mean_amount == 80 and slow.version == 1
     assert cache.get("C2").mean_amount == 90 and cache.version == 2 and cache.get("C1") is None
+    assert cache.get("C2").max_amount == 110
+    # A table written before `max_amount` existed (until the next build of the profiles): read, the
+    # column at its default (no amount is "paid before").
+    old_schema = fraud.PROFILE_SCHEMA.replace(" max_amount double,", "")
+    spark.createDataFrame([(*profile("C3", 70, 5)[:6], None)], old_schema).write.format("delta").mode(
+        "overwrite"
+    ).option("overwriteSchema", "true").save(path)
+    assert (cache.get("C3").mean_amount, cache.get("C3").max_amount) == (70, 0.0)
 
 
 def test_a_replayed_batch_lands_in_delta_once(
@@ -172,6 +182,7 @@ def scenarios(base: datetime) -> tuple[list[dict], set[tuple[str, str]]]:
         message(600, "C6", base.replace(hour=3)),  # 03h for a customer who never buys at night
         *(message(700 + i, "C7", base + 1_200 * i * s, amount=250) for i in range(3)),
         message(800, "C8", base, amount=3_000),  # no profile: nothing to compare with
+        message(801, "C8", base + 60 * s, city="Casablnca"),  # a city the reference cannot place
     ]
     expected = {
         ("velocity", "TX0000000103"),
@@ -293,6 +304,13 @@ def test_each_scenario_is_alerted_in_delta_and_on_the_topic_within_30_s(stream: 
     wait_for(lambda: stream.rows("gold", "fraud_dead_letters"), 20, "the dead letter")
     (dead,) = stream.rows("gold", "fraud_dead_letters")
     assert dead.error.startswith("malformed JSON") and dead.raw_value == truncated.decode()
+
+    # The dead-letters query counts the valid transactions, each once, and the one whose city the
+    # reference cannot place; the heartbeat carries the count.
+    wait_for(lambda: stream.runner.health()["cities"]["valid"] >= len(messages), 30, "the city count")
+    health = stream.runner.health()
+    assert (health["cities"]["valid"], health["cities"]["unplaced"]) == (len(messages), 1)
+    assert f"city not placed for 1 of {len(messages)} valid transactions this run" in describe(health)
 
     # Every message, good or bad, lands in bronze transactions once.
     total = len(messages) + 1
@@ -426,5 +444,28 @@ def test_customer_profiles_follow_the_rules_definition(spark: SparkSession) -> N
         assert got.mean_amount == pytest.approx(want.mean_amount)
         assert got.std_amount == pytest.approx(want.std_amount)
         assert got.night_share == pytest.approx(want.night_share)
+        assert got.max_amount == pytest.approx(want.max_amount)
         assert got.as_of == as_of
     assert built["C1"].night_share == pytest.approx(1 / 3)
+
+
+def test_python_workers_start_with_the_detection_already_imported(spark: SparkSession) -> None:
+    """Spark ends a Python worker idle for a minute and forks a new one from the project's daemon
+    (`spark_daemon`), which imported the detection, its rules, the city reference, pandas and pyarrow
+    up front: a worker forked after a quiet period does not import them again."""
+
+    @F.pandas_udf("string")
+    def imported(ids: pd.Series) -> pd.Series:
+        import sys
+
+        wanted = ("pandas", "pyarrow", "techmart_assets.streaming.fraud", "techmart_assets.reference.cities")
+        loaded = [m for m in wanted if m in sys.modules]  # before this function imports anything
+        cities = sys.modules.get("techmart_assets.reference.cities")
+        if cities is not None and cities.reference.cache_info().currsize:
+            loaded.append("cities read")
+        return pd.Series([",".join(loaded)] * len(ids))
+
+    seen = {r.loaded for r in spark.range(4).select(imported("id").alias("loaded")).distinct().collect()}
+    assert seen == {
+        "pandas,pyarrow,techmart_assets.streaming.fraud,techmart_assets.reference.cities,cities read"
+    }

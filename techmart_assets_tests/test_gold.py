@@ -200,6 +200,21 @@ def test_gold_tables_have_row_counts_and_versions_in_the_ui(gold) -> None:
     assert "gold/staging/stg_transactions" in materializations
 
 
+def test_the_producer_reads_each_customers_purchases_from_silver(spark: SparkSession, gold, tmp_path) -> None:
+    """`techmart stream`'s usual baskets: every completed sale of silver, by its customer."""
+    root, _ = gold
+    history = producer.read_history(str(root / "silver" / "transactions"))
+    completed = table(spark, root, "silver", "transactions").where(F.col("status") == "completed")
+    expected = completed.groupBy("customer_id").agg(
+        F.count("*").alias("n"), F.sum("total_amount").alias("sum")
+    )
+    assert {c: len(p) for c, p in history.items()} == {r.customer_id: r.n for r in expected.collect()}
+    assert sum(p.total_amount for ps in history.values() for p in ps) == pytest.approx(
+        float(completed.agg(F.sum("total_amount")).first()[0])
+    )
+    assert producer.read_history(str(tmp_path / "no_table")) == {}
+
+
 def test_the_report_holds_the_day_figures_computed_from_silver(spark: SparkSession, gold) -> None:
     root, result = gold
     day = DAYS[-1]

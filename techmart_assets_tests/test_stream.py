@@ -32,6 +32,31 @@ def test_the_plan_mints_live_ids_and_spreads_clean_customers_with_the_fraud_labe
     }
 
 
+def test_with_their_history_clean_sales_repeat_the_customers_own_purchases() -> None:
+    """Customers with history buy what they bought before (product, quantity, amounts); one
+    without history keeps the generated sale; the scenarios are not touched."""
+    now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+    base = producer.plan(300, fraud_rate=0.01, now=now)
+    fraud = {label["record_id"] for label in base.labels}
+    clean = [m for m in base.messages if m["transaction_id"] not in fraud]
+    history = {
+        str(m["customer_id"]): [
+            producer.Purchase(f"P{i:06d}", 2, 100.0 + i, 2 * (100.0 + i)) for i in range(1, 4)
+        ]
+        for m in clean[::2]
+    }
+    planned = producer.plan(300, fraud_rate=0.01, history=history, now=now)
+    assert fraud and [m["customer_id"] for m in planned.messages] == [m["customer_id"] for m in base.messages]
+    for before, after in zip(base.messages, planned.messages, strict=True):
+        known = history.get(str(after["customer_id"])) if after["transaction_id"] not in fraud else None
+        if known:
+            bought = (after["product_id"], after["quantity"], after["unit_price"], after["total_amount"])
+            assert bought in {(p.product_id, p.quantity, p.unit_price, p.total_amount) for p in known}
+        else:
+            assert after == before
+    assert len(history) == len(clean[::2]) > 100
+
+
 def test_every_message_arrives_once_keyed_by_customer(kafka: broker.BrokerConfig, tmp_path: Path) -> None:
     planned = producer.plan(600, fraud_rate=0.01)
     before = datetime.now(UTC)

@@ -11,7 +11,9 @@ under `checkpoints/fraud/`:
   for no join. Each micro-batch's alerts are written to Delta once (`BatchLedger`: a replayed batch
   is skipped) and then sent to `fraud-alerts` from the driver.
 - `fraud_dead_letters`: every message that does not parse, lacks a key or holds a bad value, with
-  its raw value and the reason. A bad message never stops detection.
+  its raw value and the reason. A bad message never stops detection. The same query counts, per
+  micro-batch, the valid transactions and those whose city the city reference cannot place
+  (observed metrics `CITY_METRICS`: `distant_cities` cannot judge them), off detection's path.
 """
 
 from __future__ import annotations
@@ -34,7 +36,14 @@ from techmart_assets.delta import BatchLedger, append_batches
 from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.broker import FRAUD_ALERTS_TOPIC, TRANSACTIONS_TOPIC
-from techmart_assets.streaming.rules import CustomerState, FraudConfig, Profile, Transaction, evaluate
+from techmart_assets.streaming.rules import (
+    CustomerState,
+    FraudConfig,
+    Profile,
+    Transaction,
+    evaluate,
+    placeable,
+)
 from techmart_assets.timestamps import iso_timestamp, iso_timestamp_problem
 
 DETECTION_QUERY = "fraud_detection"
@@ -45,7 +54,7 @@ _TYPES = {"quantity": T.LongType(), "unit_price": T.DoubleType(), "total_amount"
 MESSAGE_SCHEMA = T.StructType([T.StructField(c, _TYPES.get(c, T.StringType())) for c in TRANSACTIONS.columns])
 PROFILE_SCHEMA = (
     "customer_id string, home_country string, purchases long, mean_amount double, std_amount double, "
-    "night_share double, as_of date"
+    "night_share double, max_amount double, as_of date"
 )
 ALERT_SCHEMA = T.StructType(
     [
@@ -71,6 +80,9 @@ PROFILE_REFRESH_S = 5.0
 # measured under the full streaming job). Set when the alerts table is created; readers replay at
 # most this many small JSON commits.
 ALERTS_CHECKPOINT_INTERVAL = 100
+# The observed metrics of `fraud_dead_letters` (its progress's `observedMetrics`): per micro-batch,
+# `valid` transactions and the `unplaced` ones among them, whose city the reference cannot place.
+CITY_METRICS = "cities"
 
 
 @dataclass(frozen=True)
@@ -194,7 +206,10 @@ class ProfileCache:
         version = table.version()
         if version == self.version:
             return
-        columns = [f.name for f in fields(Profile)]  # long and double columns: ints and floats
+        # Long and double columns: ints and floats. A table written before a column was added (until
+        # the next build of the profiles) leaves it at the Profile's default.
+        present = {field.name for field in table.schema().fields}
+        columns = [f.name for f in fields(Profile) if f.name in present]
         self.profiles = {
             row["customer_id"]: Profile(**row)
             for row in table.to_pyarrow_table(columns=columns).to_pylist()
@@ -400,10 +415,39 @@ def start_detection(
         )
 
 
-def start_dead_letters(parsed: DataFrame, paths: StreamPaths, trigger_s: float = 30.0) -> StreamingQuery:
-    """Start `fraud_dead_letters` on `parsed`: every message `parse` refused, with its reason."""
+@F.pandas_udf(T.BooleanType())
+def _city_placed(city: pd.Series, country: pd.Series) -> pd.Series:
+    """Whether the city reference places each row's (city, country), as `rules.placeable` decides."""
+    return pd.Series([placeable(c, k) for c, k in zip(city, country, strict=True)], dtype=bool)
+
+
+def count_unplaced_cities(parsed: DataFrame) -> DataFrame:
+    """`parsed`, observed as `CITY_METRICS`: its valid transactions and those whose city `rules.placeable`
+    refuses, the very test `distant_cities` applies (a Python function: Spark has no equivalent).
+
+    Counted in the dead-letters query, which reads every message anyway, in the background pool and
+    every half minute: detection's micro-batches pay no extra Python round trip for it. Spark reports
+    the counts in the query's progress once the batch has been written (a replayed batch the ledger
+    skips is not read again, so not counted twice).
+    """
+    valid = F.col("error").isNull()
     return (
-        parsed.where(F.col("error").isNotNull())
+        parsed.withColumn("_city_placed", _city_placed("city", "country"))
+        .observe(
+            CITY_METRICS,
+            F.count_if(valid).alias("valid"),
+            F.count_if(valid & ~F.col("_city_placed")).alias("unplaced"),
+        )
+        .drop("_city_placed")
+    )
+
+
+def start_dead_letters(parsed: DataFrame, paths: StreamPaths, trigger_s: float = 30.0) -> StreamingQuery:
+    """Start `fraud_dead_letters` on `parsed`: every message `parse` refused, with its reason; and the
+    count of valid transactions whose city cannot be placed (`count_unplaced_cities`)."""
+    return (
+        count_unplaced_cities(parsed)
+        .where(F.col("error").isNotNull())
         .select("raw_value", "error", "kafka_partition", "kafka_offset", "produced_at")
         .withColumn("partition_date", F.to_date("produced_at"))
         .writeStream.queryName(DEAD_LETTER_QUERY)

@@ -5,11 +5,13 @@ run is terminated (a clean stop: each query finishes its micro-batch first) or `
 A run per sensor tick could not alert within seconds; the sensor only starts the job when it is not
 running and the topic has messages it has not read, and otherwise watches it:
 
-- health: the heartbeat the job writes every few seconds (age, each query's last batch) and the
-  consumer lag (messages on the topic the detection query has not read yet), logged every tick;
+- health: the heartbeat the job writes every few seconds (age, each query's last batch, the valid
+  transactions whose city the city reference could not place) and the consumer lag (messages on the
+  topic the detection query has not read yet), logged every tick;
 - results: each new Delta version of `fraud_alerts`, `fraud_dead_letters` and `live_sales_by_minute`
   becomes a materialization of that asset, with the rows it added, so alerts appear in the UI and
-  can trigger downstream assets.
+  can trigger downstream assets. The alerts' materialization also carries the heartbeat's count of
+  transactions whose city could not be placed (`distant_cities` could not judge them).
 
 The sensor reads Delta with the `deltalake` library and Kafka with kafka-python: no Spark in the
 daemon.
@@ -35,7 +37,13 @@ from techmart_assets.streaming.assets import ALERTS_KEY, DEAD_LETTERS_KEY, LIVE_
 from techmart_assets.streaming.broker import TRANSACTIONS_TOPIC, BrokerError
 from techmart_assets.streaming.fraud import DETECTION_QUERY
 from techmart_assets.streaming.rules import FraudConfig
-from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables, describe
+from techmart_assets.streaming.runner import (
+    StreamOptions,
+    StreamRunner,
+    StreamTables,
+    describe,
+    describe_cities,
+)
 
 FRAUD_JOB = "fraud_stream"
 STALE_HEARTBEAT_S = 60
@@ -154,8 +162,25 @@ STREAM_TABLES = {
 }
 
 
-def stream_table_events(tables: StreamTables, cursor: dict[str, int]) -> list[dg.AssetMaterialization]:
-    """A materialization for each stream table with new Delta versions since the cursor (updated)."""
+def city_metadata(health: dict | None) -> tuple[str, dict[str, int]]:
+    """The heartbeat's count of transactions whose city could not be placed, for the alerts'
+    materialization: a sentence and metadata (nothing without a heartbeat that has it)."""
+    sentence = describe_cities(health) if health else None
+    if sentence is None:
+        return "", {}
+    cities = health["cities"]
+    return f"; {sentence}", {
+        "transactions_city_not_placed": cities["unplaced"],
+        "transactions_checked_for_city": cities["valid"],
+    }
+
+
+def stream_table_events(
+    tables: StreamTables, cursor: dict[str, int], health: dict | None = None
+) -> list[dg.AssetMaterialization]:
+    """A materialization for each stream table with new Delta versions since the cursor (updated); the
+    alerts' one also says what the stream's current (or last) run, per its heartbeat `health`, could
+    not place."""
     events = []
     for key, name in STREAM_TABLES.items():
         path = tables.table("gold", name)
@@ -163,10 +188,11 @@ def stream_table_events(tables: StreamTables, cursor: dict[str, int]) -> list[dg
         if change is None:
             continue
         cursor[name] = change.version
+        sentence, cities = city_metadata(health) if key == ALERTS_KEY else ("", {})
         events.append(
             dg.AssetMaterialization(
                 asset_key=key,
-                description=f"{change.added_rows} new rows (Delta version {change.version})",
+                description=f"{change.added_rows} new rows (Delta version {change.version}){sentence}",
                 metadata={
                     "new_rows": change.added_rows,
                     "dagster/row_count": change.total_rows,
@@ -177,6 +203,7 @@ def stream_table_events(tables: StreamTables, cursor: dict[str, int]) -> list[dg
                             [{"day": d, "rows": n} for d, n in change.rows_by_day.items()], ["day", "rows"]
                         )
                     ),
+                    **cities,
                 },
             )
         )
@@ -196,7 +223,8 @@ def fraud_stream_sensor(
 ) -> dg.SensorResult:
     tables = StreamTables(lakehouse.root)
     cursor = json.loads(context.cursor) if context.cursor else {}
-    events = stream_table_events(tables, cursor)
+    health = read_health(tables.health_file)
+    events = stream_table_events(tables, cursor, health)
     new_cursor = json.dumps(cursor, sort_keys=True)
 
     def skip(reason: str) -> dg.SensorResult:
@@ -207,7 +235,6 @@ def fraud_stream_sensor(
         ends = kafka.end_offsets(TRANSACTIONS_TOPIC)
     except BrokerError as error:
         return skip(f"Kafka is not reachable, nothing started: {error}")
-    health = read_health(tables.health_file)
     lag = consumer_lag(ends, health)
     age = heartbeat_age_s(health)
     running = context.instance.get_runs(

@@ -15,9 +15,13 @@ A live sale is a new sale:
   the daily build see it when it happened. A day of sales is thus sent in minutes; so that the
   clean part still looks like real customers, each clean sale is made by the next customer of a
   rotation over the customer base (the scenarios' customers left out), in their home city and
-  country. The scenarios keep their customers, order and amounts: a burst is several purchases
-  within a second or two of real time. (One generated day has no customer history, so it holds no
-  `amount_spike` or `night_time` scenario.)
+  country. Given the customers' history (`read_history`: their completed purchases in silver), a
+  clean sale is a repeat of one of that customer's earlier purchases (their usual basket). The
+  scenarios keep their customers, order and amounts: a burst is several purchases within a second
+  or two of real time. (One generated day has no customer history, so it holds no `amount_spike`
+  or `night_time` scenario.) Sent in the rules' night hours (01:00-05:00 UTC), the clean traffic
+  is a day's rate of sales by customers who mostly buy by day, so `unusual_hour` fires on it: a
+  real shop's night is quieter and its night buyers are the ones who buy at night.
 
 Message format (one JSON object per message, UTF-8, key = customer_id):
     transaction_id, customer_id, product_id: strings
@@ -35,7 +39,7 @@ import logging
 import random
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -60,6 +64,41 @@ LABEL_HEADER = ["category", "kind", "source", "partition_date", "record_id", "de
 class StreamPlan:
     messages: list[dict[str, object]]
     labels: list[dict[str, str]]  # the fraud scenarios among the messages
+
+
+@dataclass(frozen=True)
+class Purchase:
+    """One earlier completed purchase of a customer: what a repeat of it sends."""
+
+    product_id: str
+    quantity: int
+    unit_price: float
+    total_amount: float
+
+
+History = Mapping[str, Sequence[Purchase]]  # customer_id -> earlier completed purchases
+
+
+def read_history(silver_transactions: str) -> dict[str, list[Purchase]]:
+    """Each customer's completed purchases in silver's transactions table, read with `deltalake` (no
+    Spark); empty when the table does not exist yet (a lakehouse not built)."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(silver_transactions)
+    except TableNotFoundError:
+        return {}
+    columns = ["customer_id", "product_id", "quantity", "unit_price", "total_amount"]
+    rows = table.to_pyarrow_table(columns=columns, filters=[("status", "=", "completed")])
+    history: dict[str, list[Purchase]] = {}
+    for customer, product, quantity, unit_price, amount in zip(
+        *(rows[c].to_pylist() for c in columns), strict=True
+    ):
+        history.setdefault(customer, []).append(
+            Purchase(product, int(quantity), float(unit_price), float(amount))
+        )
+    return history
 
 
 @dataclass
@@ -102,8 +141,10 @@ def plan(
     customers: int = GeneratorConfig.customers,
     products: int = GeneratorConfig.products,
     now: datetime | None = None,
+    history: History | None = None,
 ) -> StreamPlan:
-    """`count` generated sales of one day, in generated order, with ids minted at `now` (UTC)."""
+    """`count` generated sales of one day, in generated order, with ids minted at `now` (UTC). With
+    the customers' `history`, each clean sale repeats one of its customer's earlier purchases."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     day = PLAN_DAY
     config = GeneratorConfig(
@@ -130,7 +171,9 @@ def plan(
     scenario_ids = {label["record_id"] for label in labels}
     in_scenarios = {r["customer_id"] for r in rows if r["transaction_id"] in scenario_ids}
     rotation = sorted(c for c in homes if c not in in_scenarios)
-    random.Random(seed).shuffle(rotation)
+    rng = random.Random(seed)
+    rng.shuffle(rotation)
+    history = history or {}
     token = now.strftime("%y%m%d%H%M%S")
     minted: dict[str, str] = {}
     messages = []
@@ -141,9 +184,19 @@ def plan(
             customer = rotation[len(messages) % len(rotation)]
             message["customer_id"] = customer
             message["city"], message["country"] = homes[customer]
+            if history.get(customer):
+                repeat(message, rng.choice(history[customer]))
         messages.append(message)
     labels = [{**label, "record_id": minted[label["record_id"]]} for label in labels]
     return StreamPlan(messages=messages, labels=labels)
+
+
+def repeat(message: dict[str, object], purchase: Purchase) -> None:
+    """Make a clean sale a repeat of an earlier purchase: its product, quantity and amounts."""
+    message["product_id"] = purchase.product_id
+    message["quantity"] = purchase.quantity
+    message["unit_price"] = round(purchase.unit_price, 2)
+    message["total_amount"] = round(purchase.total_amount, 2)
 
 
 def send(

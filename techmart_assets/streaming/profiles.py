@@ -10,14 +10,22 @@ from pyspark.sql import functions as F
 
 from techmart_assets.streaming.rules import FraudConfig
 
-PROFILE_COLUMNS = ("customer_id", "home_country", "purchases", "mean_amount", "std_amount", "night_share")
+PROFILE_COLUMNS = (
+    "customer_id",
+    "home_country",
+    "purchases",
+    "mean_amount",
+    "std_amount",
+    "night_share",
+    "max_amount",
+)
 
 
 def customer_profiles(
     transactions: DataFrame, customers: DataFrame, as_of: date, config: FraudConfig | None = None
 ) -> DataFrame:
     """One row per current customer: home country, completed purchases up to `as_of` (inclusive), their
-    population mean and standard deviation, and the share bought in the rules' night hours (UTC).
+    population mean, standard deviation and maximum, and the share bought in the rules' night hours (UTC).
 
     `transactions` is silver transactions, `customers` silver customers (SCD2: the current version
     gives the home country). Customers without purchases get a profile with zero purchases, which
@@ -35,12 +43,15 @@ def customer_profiles(
             F.avg(amount).alias("mean_amount"),
             F.stddev_pop(amount).alias("std_amount"),
             F.avg(night.cast("double")).alias("night_share"),
+            F.max(amount).alias("max_amount"),
         )
     )
     homes = customers.where("is_current").select("customer_id", F.col("country").alias("home_country"))
     return (
         homes.join(history, "customer_id", "left")
-        .fillna({"purchases": 0, "mean_amount": 0.0, "std_amount": 0.0, "night_share": 0.0})
+        .fillna(
+            {"purchases": 0, "mean_amount": 0.0, "std_amount": 0.0, "night_share": 0.0, "max_amount": 0.0}
+        )
         .withColumn("as_of", F.lit(as_of))
         .select(*PROFILE_COLUMNS, "as_of")
     )

@@ -7,12 +7,17 @@ usual hours). The streaming query calls it per customer and micro-batch and chec
 tests call it on crafted sequences.
 
 - `velocity`: `velocity_count` or more purchases within `velocity_window_s` (once per burst).
-- `amount_spike`: an amount at least `spike_factor` x the customer's mean basket and above the
-  mean + `spike_sigmas` standard deviations (with `spike_min_history` purchases known).
+- `amount_spike`: an amount at least `spike_factor` x the customer's mean basket, above the
+  mean + `spike_sigmas` standard deviations and above the largest purchase they made before (with
+  `spike_min_history` purchases known): a customer who once bought a 20,000 MAD television is not
+  flagged for buying another.
 - `small_then_large`: a purchase under `small_amount`, then one of `large_amount` or more within
   `small_large_window_s`.
 - `foreign_country`: a purchase from another country than the customer's home country.
-- `distant_cities`: two purchases within `distant_window_s` from cities `distant_km` or more apart.
+- `distant_cities`: two purchases within `distant_window_s` from cities `distant_km` or more apart,
+  placed by the GeoNames city reference (`techmart_assets.reference.cities`). A purchase from a city
+  the reference cannot place is judged by every other rule but not by this one; `placeable` says
+  which, and the stream counts them.
 - `unusual_hour`: a purchase between `night_start_hour` and `night_end_hour` (UTC) by a customer
   with history who bought at night less than `night_share_max` of the time.
 """
@@ -23,9 +28,9 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from techmart_assets.generator import geo
+from techmart_assets.reference.cities import locate
 
-CITY_COORDINATES = {city.name: (city.lat, city.lon) for city in geo.CITIES}
+EARTH_RADIUS_KM = 6371.0
 # The data generator's fraud scenario kinds (labels.csv `kind`) and the rule meant to find each.
 SCENARIO_RULES = {
     "velocity_burst": "velocity",
@@ -79,6 +84,7 @@ class Profile:
     mean_amount: float = 0.0
     std_amount: float = 0.0
     night_share: float = 0.0
+    max_amount: float = 0.0
 
 
 def build_profile(
@@ -87,7 +93,7 @@ def build_profile(
     """A customer's profile from their earlier completed purchases, (amount, event_ts) pairs.
 
     The definitions the streaming job computes from silver: the population mean and standard
-    deviation of the amounts, and the share of purchases in the night hours.
+    deviation of the amounts, the largest amount, and the share of purchases in the night hours.
     """
     amounts = [amount for amount, _ in purchases]
     if not amounts:
@@ -95,7 +101,7 @@ def build_profile(
     mean = sum(amounts) / len(amounts)
     std = math.sqrt(sum((a - mean) ** 2 for a in amounts) / len(amounts))
     night = sum(1 for _, ts in purchases if config.night_start_hour <= _hour(ts) < config.night_end_hour)
-    return Profile(customer_id, home_country, len(amounts), mean, std, night / len(amounts))
+    return Profile(customer_id, home_country, len(amounts), mean, std, night / len(amounts), max(amounts))
 
 
 @dataclass
@@ -114,12 +120,23 @@ class Alert:
     event_ts: float
 
 
-def distance_km(a: str, b: str) -> float | None:
-    if a not in CITY_COORDINATES or b not in CITY_COORDINATES:
+Place = tuple[str, str | None]  # (city, country) as a transaction names them
+
+
+def placeable(city: str | None, country: str | None) -> bool:
+    """Whether the city reference places a purchase's city: if not, `distant_cities` cannot judge it."""
+    return locate(city or "", country or None) is not None
+
+
+def distance_km(a: Place, b: Place) -> float | None:
+    """Great-circle (haversine) distance between two (city, country) places; None when the reference
+    cannot place either."""
+    here, there = locate(a[0], a[1] or None), locate(b[0], b[1] or None)
+    if here is None or there is None:
         return None
-    (lat1, lon1), (lat2, lon2) = (tuple(map(math.radians, CITY_COORDINATES[c])) for c in (a, b))
+    (lat1, lon1), (lat2, lon2) = (tuple(map(math.radians, p)) for p in (here, there))
     h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
-    return 2 * 6371 * math.asin(math.sqrt(h))
+    return 2 * EARTH_RADIUS_KM * math.asin(math.sqrt(h))
 
 
 def _clip(value: float) -> float:
@@ -140,6 +157,7 @@ def _amount_spike(tx: Transaction, profile: Profile | None, config: FraudConfig)
     if (
         ratio < config.spike_factor
         or tx.amount <= profile.mean_amount + config.spike_sigmas * profile.std_amount
+        or tx.amount <= profile.max_amount
     ):
         return None
     return ratio / (2 * config.spike_factor), (
@@ -175,7 +193,7 @@ def _distant_cities(tx: Transaction, recent: list[Transaction], config: FraudCon
     for earlier in reversed(recent):
         if tx.event_ts - earlier.event_ts > config.distant_window_s:
             return None
-        km = distance_km(earlier.city, tx.city)
+        km = distance_km((earlier.city, earlier.country), (tx.city, tx.country))
         if km is not None and km >= config.distant_km:
             minutes = (tx.event_ts - earlier.event_ts) / 60
             return km / (2 * config.distant_km), (

@@ -7,7 +7,9 @@ Queries (each with its checkpoint under `<lakehouse>/checkpoints/`):
 - `live_sales_by_minute` (live_sales.py): the watermarked per-minute sales aggregate.
 
 While running, a heartbeat file (`checkpoints/stream_health.json`) is rewritten every few seconds with
-each query's last progress: the sensor reads it to report health and consumer lag without Spark.
+each query's last progress and, since the run started, the valid transactions whose city the city
+reference could not place (`CityCounts`): the sensor reads it to report health, consumer lag and that
+count without Spark.
 A clean stop lets each query finish the micro-batch it is in (its commit), then stops it.
 """
 
@@ -17,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,6 +106,41 @@ def progress_summary(query: StreamingQuery) -> dict[str, object]:
     }
 
 
+@dataclass
+class CityCounts:
+    """Valid transactions, and those whose city the reference could not place (`distant_cities` cannot
+    judge them), summed over the `fraud_dead_letters` micro-batches since the runner started.
+
+    Spark reports each batch's counts in that query's progress (`fraud.CITY_METRICS`); `add` is given
+    the recent progress at each heartbeat and counts each batch once.
+    """
+
+    valid: int = 0
+    unplaced: int = 0
+    last_batch_id: int = -1
+    last_batch_valid: int = 0
+    last_batch_unplaced: int = 0
+
+    def add(self, progresses: Iterable[dict]) -> None:
+        for progress in progresses:
+            metrics = (progress.get("observedMetrics") or {}).get(fraud.CITY_METRICS)
+            batch_id = progress.get("batchId")
+            if metrics is None or batch_id is None or batch_id <= self.last_batch_id:
+                continue  # a batch without rows (no counts), or one counted already
+            self.last_batch_id = batch_id
+            self.last_batch_valid, self.last_batch_unplaced = int(metrics["valid"]), int(metrics["unplaced"])
+            self.valid += self.last_batch_valid
+            self.unplaced += self.last_batch_unplaced
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "valid": self.valid,
+            "unplaced": self.unplaced,
+            "last_batch_valid": self.last_batch_valid,
+            "last_batch_unplaced": self.last_batch_unplaced,
+        }
+
+
 def _offsets(value: object) -> dict[str, dict[str, int]] | None:
     if isinstance(value, str):  # pyspark hands the Kafka offsets over as a JSON string
         value = json.loads(value)
@@ -125,6 +162,7 @@ class StreamRunner:
         self.options = options or StreamOptions()
         self.log_info = log_info
         self.queries: list[StreamingQuery] = []
+        self.cities = CityCounts()
 
     def start(self) -> list[StreamingQuery]:
         options, tables = self.options, self.tables
@@ -172,11 +210,15 @@ class StreamRunner:
         return self.queries
 
     def health(self) -> dict[str, object]:
+        for query in self.queries:
+            if query.name == fraud.DEAD_LETTER_QUERY:
+                self.cities.add(query.recentProgress)
         return {
             "heartbeat": datetime.now(UTC).isoformat(timespec="seconds"),
             "pid": os.getpid(),
             "bootstrap": self.bootstrap,
             "queries": [progress_summary(q) for q in self.queries],
+            "cities": self.cities.summary(),
         }
 
     def write_heartbeat(self) -> dict[str, object]:
@@ -237,7 +279,8 @@ def release_state_stores(spark: SparkSession) -> None:
 
 
 def describe(health: dict[str, object]) -> str:
-    """One log line: each query's last batch, its rows and rate."""
+    """One log line: each query's last batch, its rows and rate; the transactions whose city could not
+    be placed."""
     parts = []
     for q in health["queries"]:
         state = "running" if q["active"] else "stopped"
@@ -245,4 +288,19 @@ def describe(health: dict[str, object]) -> str:
             f"{q['name']} {state} batch {q['batch_id']}: {q['input_rows']} rows, "
             f"{q['processed_rows_per_s']}/s, {q['batch_duration_ms']} ms"
         )
+    if cities := describe_cities(health):
+        parts.append(cities)
     return "; ".join(parts)
+
+
+def describe_cities(health: dict[str, object]) -> str | None:
+    """The valid transactions whose city could not be placed, in words; None for a heartbeat without
+    the count (one written before it was kept)."""
+    cities = health.get("cities")
+    if not isinstance(cities, dict):
+        return None
+    return (
+        f"city not placed for {cities['unplaced']} of {cities['valid']} valid transactions this run "
+        f"({cities['last_batch_unplaced']} of {cities['last_batch_valid']} in the last counted batch; "
+        "distant_cities skips them)"
+    )
