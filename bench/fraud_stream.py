@@ -173,7 +173,7 @@ def run_rate(
         Settings.from_env(), kafka_home=root / "kafka", kafka_bootstrap=f"localhost:{free_port_pair()}"
     )
     config = broker.BrokerConfig.from_settings(settings)
-    whole = producer.plan(round(rate * (warmup + duration)), customers=customers, history=history, rate=rate)
+    whole = producer.plan(round(rate * (warmup + duration)), customers=customers, history=history)
     split = round(rate * warmup)
     measured_ids = {m["transaction_id"] for m in whole.messages[split:]}
     warm = producer.StreamPlan(whole.messages[:split], [])
