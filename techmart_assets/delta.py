@@ -92,6 +92,14 @@ def replace_days(frame: DataFrame, path: str, days: Sequence[date], where: str |
     return last_commit(path)
 
 
+def rows_written(entry: dict) -> int | None:
+    """The rows a commit (an entry of delta-rs `history`) wrote, as Spark (`numOutputRows`) or
+    delta-rs (`num_added_rows`) records them; None when the commit says nothing of rows."""
+    metrics = entry.get("operationMetrics") or {}
+    written = metrics.get("numOutputRows", metrics.get("num_added_rows"))
+    return None if written is None else int(written)
+
+
 def last_commit(path: str) -> Commit:
     """The latest commit of the Delta table at `path`, read from its log by delta-rs: Spark's
     `history` is a Spark job, a tenth of a second for each table a run writes."""
@@ -242,6 +250,33 @@ class BatchLedger:
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         writer.option("userMetadata", marker.metadata).save(self.path)
+        self._last[marker.query_id] = marker.batch_id
+
+    def append_rows(
+        self,
+        rows: pa.Table,
+        marker: BatchMarker,
+        partition_by: Sequence[str] = (),
+        configuration: dict[str, str] | None = None,
+    ) -> None:
+        """Append the Arrow table `rows` in one commit carrying `marker`, written by delta-rs from this
+        process: for the handful of rows a micro-batch may have, no Spark job and no Spark commit
+        (a Spark append took about half a small micro-batch). The commit also carries Delta's own
+        transaction (`txn`: the query id and the micro-batch), so any Delta reader can tell which
+        batches the table holds. `configuration`: the table's properties, if this write creates it.
+        """
+        new = not deltalake.DeltaTable.is_deltatable(self.path)
+        deltalake.write_deltalake(
+            self.path,
+            rows,
+            mode="append",
+            partition_by=list(partition_by) or None,
+            configuration=configuration if new else None,
+            commit_properties=deltalake.CommitProperties(
+                custom_metadata={"userMetadata": marker.metadata},
+                app_transactions=[deltalake.Transaction(app_id=marker.query_id, version=marker.batch_id)],
+            ),
+        )
         self._last[marker.query_id] = marker.batch_id
 
 

@@ -18,7 +18,7 @@ from delta.tables import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 from pyspark.sql import SparkSession
 
-from techmart_assets.delta import Commit, last_commit
+from techmart_assets.delta import Commit, last_commit, rows_written
 
 # The batch tables a day's reads filter by day and then by customer: Z-ordered on both. A table
 # missing here is compacted without Z-order.
@@ -93,8 +93,7 @@ def history(path: str, limit: int | None = None) -> list[Version]:
     """The table's commits, newest first."""
     versions = []
     for commit in open_table(path).history(limit):
-        metrics = commit.get("operationMetrics") or {}
-        written = metrics.get("numOutputRows") or metrics.get("num_added_rows")
+        written = rows_written(commit)
         parameters = commit.get("operationParameters") or {}
         shown = {k: v for k, v in parameters.items() if v not in (None, "", "[]", "false")}
         versions.append(
@@ -103,7 +102,7 @@ def history(path: str, limit: int | None = None) -> list[Version]:
                 at=datetime.fromtimestamp(commit["timestamp"] / 1000, tz=UTC),
                 operation=commit.get("operation", "?"),
                 parameters=json.dumps(shown, sort_keys=True)[:160] if shown else "",
-                rows_written=int(written) if written is not None else None,
+                rows_written=written,
             )
         )
     return versions

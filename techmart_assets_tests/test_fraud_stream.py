@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import deltalake
 import pandas as pd
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
@@ -111,6 +112,9 @@ def test_a_replayed_batch_lands_in_delta_once(
     assert last_committed_batch(spark, path, "query-1") == 3
     assert last_committed_batch(spark, path, "query-2") == 0
     assert last_committed_batch(spark, path, "query-3") == -1
+    # Each commit also carries Delta's own transaction of the query and micro-batch.
+    assert deltalake.DeltaTable(path).transaction_version("query-1") == 3
+    assert deltalake.DeltaTable(path).transaction_version("query-2") == 0
     # Commits of other writers after the query's last one: the lookup reads further back.
     monkeypatch.setattr(delta, "HISTORY_LOOKBACK", 2)
     foreign = alerts("F1").withColumn("partition_date", F.to_date("event_ts"))

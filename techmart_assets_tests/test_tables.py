@@ -10,6 +10,8 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import deltalake
+import pyarrow as pa
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -17,6 +19,7 @@ from pyspark.sql import functions as F
 from techmart_assets import cli, tables
 from techmart_assets.maintenance import table_maintenance_job
 from techmart_assets.settings import Settings
+from techmart_assets.streaming.job import table_change
 from techmart_assets_tests.support import lakehouse_resources
 
 DAYS = [date(2024, 11, d) for d in range(1, 7)]
@@ -150,3 +153,17 @@ def test_a_vacuum_shorter_than_seven_days_needs_an_explicit_flag(
     assert _figures(spark, path) == before
     # Nothing but the compacted files is left on disk.
     assert len(list(Path(path).glob("*.parquet"))) == tables.active_files(path).count
+
+
+def test_history_counts_the_rows_of_spark_and_delta_rs_commits(spark: SparkSession, tmp_path: Path) -> None:
+    """The stream's alerts are appended by delta-rs, the batch tables by Spark: each names its rows
+    differently in the commit, and the history (and the sensor's `new_rows`) reads both."""
+    path = str(tmp_path / "mixed")
+    _sales(spark, DAYS[0], 5, 10.0).write.format("delta").save(path)
+    more = pa.Table.from_pandas(_sales(spark, DAYS[1], 3, 10.0).toPandas(), preserve_index=False)
+    deltalake.write_deltalake(path, more, mode="append")
+    latest, first = tables.history(path)
+    assert (latest.operation, latest.rows_written) == ("WRITE", 3)
+    assert (first.version, first.rows_written) == (0, 5)
+    assert table_change(path, since=None).added_rows == 8
+    assert table_change(path, since=0).added_rows == 3

@@ -22,10 +22,11 @@ import atexit
 import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from dataclasses import dataclass, fields
+from datetime import UTC, date, datetime
 
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -69,8 +70,21 @@ ALERT_SCHEMA = T.StructType(
         T.StructField("produced_at", T.TimestampType()),
     ]
 )
-ALERT_WITH_DETECTION = T.StructType([*ALERT_SCHEMA.fields, T.StructField("detected_at", T.TimestampType())])
-STATE_SCHEMA = T.StructType([T.StructField("customers", T.StringType())])  # JSON: customer -> state
+# The alerts table as the driver writes it (delta-rs, `BatchLedger.append_rows`): Spark's column types,
+# times in UTC, partitioned by the event's day.
+_ARROW = {
+    T.StringType(): pa.string(),
+    T.DoubleType(): pa.float64(),
+    T.TimestampType(): pa.timestamp("us", "UTC"),
+}
+ALERT_TABLE_SCHEMA = pa.schema(
+    [
+        *((f.name, _ARROW[f.dataType]) for f in ALERT_SCHEMA),
+        ("detected_at", _ARROW[T.TimestampType()]),
+        ("partition_date", pa.date32()),
+    ]
+)
+STATE_SCHEMA = T.StructType([T.StructField("customers", T.StringType())])  # a line per customer
 # Customers share state buckets (see `detector`). Part of the checkpoint: changing it needs a new one.
 STATE_BUCKETS = 64
 # How often a Python worker looks at the profiles table's version (a listing of its Delta log).
@@ -142,18 +156,65 @@ def parse(messages: DataFrame) -> DataFrame:
     return frame.withColumn("event_ts", event_ts).withColumn("error", error).drop("is_json_object")
 
 
-def _customer_state(data: dict) -> CustomerState:
+def _customer_state(customer_id: str, data: list | dict) -> CustomerState:
+    """A customer's state from its JSON: `[velocity_alerted_until, [[transaction_id, event_ts, amount,
+    city, country], ...]]` (or, in a checkpoint written before that form, an object with the
+    transactions by name)."""
+    if isinstance(data, dict):
+        return CustomerState(
+            recent=[Transaction(**t) for t in data["recent"]],
+            velocity_alerted_until=data["velocity_alerted_until"],
+        )
+    until, recent = data
     return CustomerState(
-        recent=[Transaction(**t) for t in data["recent"]],
-        velocity_alerted_until=data["velocity_alerted_until"],
+        recent=[Transaction(t[0], customer_id, t[1], t[2], t[3], t[4]) for t in recent],
+        velocity_alerted_until=until,
     )
 
 
-def _state_data(state: CustomerState) -> dict:
-    return {
-        "recent": [asdict(t) for t in state.recent],
-        "velocity_alerted_until": state.velocity_alerted_until,
-    }
+def _state_data(state: CustomerState) -> list:
+    return [
+        state.velocity_alerted_until,
+        [[t.transaction_id, t.event_ts, t.amount, t.city, t.country] for t in state.recent],
+    ]
+
+
+def _state_line(key: str, state: CustomerState) -> str:
+    """One customer's line of the bucket's state: its id as JSON, its latest event time, its state."""
+    data = json.dumps(_state_data(state), separators=(",", ":"))
+    return f"{key}\t{state.recent[-1].event_ts!r}\t{data}"
+
+
+def _bucket_lines(text: str | None) -> dict[str, str]:
+    """A bucket's state: JSON-encoded customer id -> that customer's line (`_state_line`).
+
+    A bucket holds every customer it saw in the last `memory_s`, and a micro-batch touches a few of
+    them: each line is parsed only when its customer buys again, and the others are carried over
+    as they are (the JSON ids and states hold no raw tab or newline). A checkpoint written before
+    lines (one JSON object for the bucket) is read once and rewritten as lines.
+    """
+    if not text:
+        return {}
+    if text.startswith("{"):
+        lines = {}
+        for customer_id, data in json.loads(text).items():
+            state = _customer_state(customer_id, data)
+            if state.recent:
+                key = json.dumps(customer_id)
+                lines[key] = _state_line(key, state)
+        return lines
+    return {line[: line.index("\t")]: line for line in text.split("\n")}
+
+
+def _line_state(customer_id: str, line: str | None) -> CustomerState:
+    if line is None:
+        return CustomerState()
+    return _customer_state(customer_id, json.loads(line.split("\t", 2)[2]))
+
+
+def _remembered_lines(lines: dict[str, str], since: float) -> str:
+    """The bucket's state to keep: the lines of customers whose latest purchase is not before `since`."""
+    return "\n".join(line for line in lines.values() if float(line.split("\t", 2)[1]) >= since)
 
 
 # What the detector reads of each transaction, packed into one JSON column: Spark hands every group
@@ -238,15 +299,16 @@ def detector(config: FraudConfig, profiles_path: str):
     Spark's per-group cost (a pandas frame in, one out, the state row) is about a millisecond: paid
     per customer it would be most of a micro-batch at a thousand events per second. So state is kept
     per bucket of customers (`STATE_BUCKETS` groups, a hash of `customer_id`): the bucket's state is
-    a map customer -> that customer's recent purchases, and `rules.evaluate` runs per customer as
-    before. A customer is forgotten once its latest purchase is older than the longest rule window
-    (`memory_s`) before the newest event time the bucket has seen.
+    a line per customer with that customer's remembered purchases (`_bucket_lines`), and
+    `rules.evaluate` runs per customer as before. A customer is forgotten once its latest purchase is
+    older than the longest rule window (`memory_s`) before the newest event time the bucket has seen.
     """
+    memory_s = config.memory_s
 
     def detect(key: tuple, batches: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
         profiles = profile_cache(profiles_path)
         rows = [json.loads(payload) for frame in batches for payload in frame["payload"].tolist()]
-        customers: dict[str, dict] = json.loads(state.get[0]) if state.exists else {}
+        lines = _bucket_lines(state.get[0] if state.exists else None)
         by_customer: dict[str, list[dict]] = {}
         for row in rows:
             by_customer.setdefault(row["customer_id"], []).append(row)
@@ -263,23 +325,13 @@ def detector(config: FraudConfig, profiles_path: str):
                 )
                 for r in own
             ]
-            known = customers.get(customer_id)
-            before = _customer_state(known) if known else CustomerState()
+            line_key = json.dumps(customer_id)
+            before = _line_state(customer_id, lines.get(line_key))
             found, after = evaluate(transactions, before, profiles.get(customer_id), config)
             alerts.extend(found)
-            customers[customer_id] = _state_data(after)
+            lines[line_key] = _state_line(line_key, after)
         newest = max(r["event_s"] for r in rows)
-        state.update(
-            (
-                json.dumps(
-                    {
-                        c: data
-                        for c, data in customers.items()
-                        if data["recent"] and data["recent"][-1]["event_ts"] >= newest - config.memory_s
-                    }
-                ),
-            )
-        )
+        state.update((_remembered_lines(lines, newest - memory_s),))
         if not alerts:
             return
         produced = {r["transaction_id"]: r["produced_s"] for r in rows}
@@ -333,8 +385,10 @@ def _alert_message(row: dict) -> dict:
     """An alert as JSON values, times in ISO-8601 UTC as Spark writes them (`...T10:00:00.000Z`)."""
 
     def value(v: object) -> object:
-        if isinstance(v, datetime):  # naive local time, as pyspark collects timestamps
+        if isinstance(v, datetime):  # UTC-aware (see `alerts_writer`)
             return v.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if isinstance(v, date):
+            return v.isoformat()
         return v
 
     return {k: value(v) for k, v in row.items()}
@@ -344,9 +398,9 @@ def alerts_writer(path: str, bootstrap: str, topic: str = FRAUD_ALERTS_TOPIC):
     """foreachBatch: the batch's alerts into Delta exactly once, then onto the fraud-alerts topic.
 
     The stateful operator runs once per micro-batch: its few alerts are collected and written from
-    the driver (no second evaluation of the batch), to Delta by Spark and to the topic by a
-    kafka-python producer (a Spark job per batch for a handful of messages would cost more than
-    they take to send). A batch without alerts commits nothing. `detected_at` is the same instant in
+    the driver (no second evaluation of the batch), to Delta by delta-rs and to the topic by a
+    kafka-python producer (a Spark job per batch for a handful of rows would cost more than they
+    take to write). A batch without alerts commits nothing. `detected_at` is the same instant in
     both.
 
     Exactly once in Delta (`BatchLedger`): a replayed batch is skipped there and sent to the topic
@@ -360,24 +414,27 @@ def alerts_writer(path: str, bootstrap: str, topic: str = FRAUD_ALERTS_TOPIC):
         rows = batch.collect()
         if not rows:
             return
-        # pyspark hands timestamps to Python as naive local times, and reads them back the same way.
-        detected_at = datetime.now()
-        alerts = [{**row.asDict(), "detected_at": detected_at} for row in rows]
+        # pyspark hands timestamps to Python as naive local times: made UTC-aware here.
+        detected_at = datetime.now(UTC)
+        alerts = [
+            {
+                **{k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in row.asDict().items()},
+                "detected_at": detected_at,
+            }
+            for row in rows
+        ]
+        for alert in alerts:
+            alert["partition_date"] = alert["event_ts"].date()  # the event's day in UTC
         if marker is not None:
-            frame = spark.createDataFrame(alerts, ALERT_WITH_DETECTION).withColumn(
-                "partition_date", F.to_date("event_ts")
-            )
-            ledger.append(
-                frame.coalesce(1),
+            ledger.append_rows(
+                pa.Table.from_pylist(alerts, ALERT_TABLE_SCHEMA),
                 marker,
                 partition_by=["partition_date"],
-                options={"delta.checkpointInterval": str(ALERTS_CHECKPOINT_INTERVAL)},
+                configuration={"delta.checkpointInterval": str(ALERTS_CHECKPOINT_INTERVAL)},
             )
         producer = alert_producer(bootstrap)
         for alert in alerts:
-            day = alert["event_ts"].astimezone(UTC).date()  # to_date(event_ts) in the UTC session
-            message = _alert_message({**alert, "partition_date": day.isoformat()})
-            producer.send(topic, key=alert["customer_id"], value=message)
+            producer.send(topic, key=alert["customer_id"], value=_alert_message(alert))
         producer.flush()
 
     return write

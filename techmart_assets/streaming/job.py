@@ -30,7 +30,7 @@ from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
 from techmart_assets import metadata as md
-from techmart_assets.delta import PARTITION_COLUMN
+from techmart_assets.delta import PARTITION_COLUMN, rows_written
 from techmart_assets.jobs import WORKLOAD_STREAM, WORKLOAD_TAG
 from techmart_assets.resources import KafkaResource, LakehouseResource
 from techmart_assets.streaming.assets import ALERTS_KEY, DEAD_LETTERS_KEY, LIVE_SALES_KEY
@@ -144,9 +144,7 @@ def table_change(path: str, since: int | None) -> TableChange | None:
     if version <= seen:
         return None
     added = sum(
-        int((entry.get("operationMetrics") or {}).get("numOutputRows", 0))
-        for entry in table.history(version - seen)
-        if entry["version"] > seen
+        rows_written(entry) or 0 for entry in table.history(version - seen) if entry["version"] > seen
     )
     by_day: dict[str, int] = {}
     for f in pa.table(table.get_add_actions(flatten=True)).to_pylist():

@@ -106,7 +106,7 @@ def build_profile(
 
 @dataclass
 class CustomerState:
-    recent: list[Transaction] = field(default_factory=list)  # within `memory_s`, in event-time order
+    recent: list[Transaction] = field(default_factory=list)  # `remembered` purchases, in event-time order
     velocity_alerted_until: float = 0.0  # no second velocity alert for the same burst
 
 
@@ -247,6 +247,28 @@ def evaluate(
                 alerts.append(
                     Alert(rule_id, _clip(score), explanation, tx.transaction_id, tx.customer_id, tx.event_ts)
                 )
-        recent.append(tx)
-        recent = [t for t in recent if tx.event_ts - t.event_ts <= config.memory_s]
+        recent = remembered([*recent, tx], tx.event_ts, config)
     return alerts, replace(state, recent=recent, velocity_alerted_until=velocity_until)
+
+
+def remembered(recent: list[Transaction], now: float, config: FraudConfig) -> list[Transaction]:
+    """The purchases of `recent` (in event-time order) that a rule can still use at `now`.
+
+    Every purchase within the short windows (`velocity` counts them, `small_then_large` looks for a
+    small one); beyond those, up to `memory_s`, only the latest purchase from each place, since
+    `distant_cities` looks for the latest purchase from a place far enough away, and an earlier one
+    from the same place can never be that. So a customer's state holds a minute of purchases and a
+    handful of places, not half an hour of purchases: the stream's state (rewritten every
+    micro-batch) grows with the number of customers, not with the rate times the longest window.
+    For purchases that arrive in event-time order the alerts are those of keeping everything.
+    """
+    short = max(config.velocity_window_s, config.small_large_window_s)
+    kept: list[Transaction] = []
+    places: set[Place] = set()
+    for t in reversed(recent):
+        age, place = now - t.event_ts, (t.city, t.country)
+        if age <= short or (age <= config.memory_s and place not in places):
+            kept.append(t)
+        places.add(place)
+    kept.reverse()
+    return kept
