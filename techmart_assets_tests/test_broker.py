@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.serializer import Serializer
 
 from techmart_assets.settings import Settings
 from techmart_assets.streaming import broker
@@ -72,3 +73,10 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) 
     drawn = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x10" + bytes(15))])
     monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(drawn))
     assert broker.new_cluster_id() == "EAAAAAAAAAAAAAAAAAAAAA"  # the second draw; the first was "-AAA…"
+
+
+def test_the_projects_producers_use_kafka_pythons_serializer_interface() -> None:
+    """kafka-python 3 warns (DeprecationWarning) on every producer built with plain functions."""
+    assert isinstance(broker.KEY_SERIALIZER, Serializer) and isinstance(broker.CompactJson(), Serializer)
+    assert broker.KEY_SERIALIZER.serialize("transactions", [], "C1") == b"C1"
+    assert broker.CompactJson().serialize("transactions", [], {"a": 1, "b": "é"}) == b'{"a":1,"b":"\\u00e9"}'

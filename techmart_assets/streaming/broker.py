@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,8 +24,19 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.serializer import DefaultSerializer, Serializer
 
 from techmart_assets.settings import Settings
+
+
+class CompactJson(Serializer):
+    """A message value as compact JSON in UTF-8: what the project's producers send."""
+
+    def serialize(self, topic: str, headers: object, data: object) -> bytes:
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
+KEY_SERIALIZER = DefaultSerializer()  # str keys in UTF-8
 
 TRANSACTIONS_TOPIC = "transactions"
 FRAUD_ALERTS_TOPIC = "fraud-alerts"

@@ -36,7 +36,12 @@ from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 from techmart_assets.delta import BatchLedger, append_batches
 from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.sources import TRANSACTIONS
-from techmart_assets.streaming.broker import FRAUD_ALERTS_TOPIC, TRANSACTIONS_TOPIC
+from techmart_assets.streaming.broker import (
+    FRAUD_ALERTS_TOPIC,
+    KEY_SERIALIZER,
+    TRANSACTIONS_TOPIC,
+    CompactJson,
+)
 from techmart_assets.streaming.rules import (
     CustomerState,
     FraudConfig,
@@ -368,8 +373,8 @@ def alert_producer(bootstrap: str):
         _ALERT_PRODUCERS[bootstrap] = KafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
-            key_serializer=str.encode,
-            value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
+            key_serializer=KEY_SERIALIZER,
+            value_serializer=CompactJson(),
         )
     return _ALERT_PRODUCERS[bootstrap]
 

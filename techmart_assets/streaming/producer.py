@@ -34,7 +34,6 @@ Message format (one JSON object per message, UTF-8, key = customer_id):
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import random
 import tempfile
@@ -50,7 +49,7 @@ from kafka.errors import KafkaError
 from techmart_assets.generator import GeneratorConfig, generate
 from techmart_assets.generator.writer import LABELS_FILE
 from techmart_assets.sources import TRANSACTIONS
-from techmart_assets.streaming.broker import TRANSACTIONS_TOPIC, BrokerError
+from techmart_assets.streaming.broker import KEY_SERIALIZER, TRANSACTIONS_TOPIC, BrokerError, CompactJson
 
 log = logging.getLogger(__name__)
 INTEGERS = ("quantity",)
@@ -221,8 +220,8 @@ def send(
             acks="all",
             linger_ms=5,
             retries=5,
-            key_serializer=str.encode,
-            value_serializer=lambda v: json.dumps(v, separators=(",", ":")).encode(),
+            key_serializer=KEY_SERIALIZER,
+            value_serializer=CompactJson(),
         )
     except KafkaError as error:
         raise BrokerError(
