@@ -81,7 +81,7 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
 ) -> None:
     tables = StreamTables(str(tmp_path / "lakehouse"))
     write_profiles(spark, tables)
-    options = StreamOptions(live_sales=False, ingestion_trigger_s=2, dead_letters_trigger_s=2)
+    options = StreamOptions(live_sales=False, ingestion_trigger_s=2)
     runner = StreamRunner(spark, tables, kafka.bootstrap, options)
     runner.start()
     try:

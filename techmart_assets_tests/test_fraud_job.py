@@ -69,11 +69,7 @@ def test_the_sensor_starts_the_job_reports_lag_and_records_alerts(
         alerts = spark.read.format("delta").load(tables.fraud.alerts).collect()
         assert [(a.rule_id, a.transaction_id) for a in alerts] == [("velocity", "TX0000000103")]
         health = read_health(tables.health_file)
-        assert {q["name"] for q in health["queries"]} == {
-            fraud.DETECTION_QUERY,
-            fraud.DEAD_LETTER_QUERY,
-            "bronze_ingestion",
-        }
+        assert {q["name"] for q in health["queries"]} == {fraud.DETECTION_QUERY, "bronze_ingestion"}
         assert not any(q["active"] for q in health["queries"])  # stopped by the run's end
 
         # Not running, every message read: no new run, and the alert becomes a materialization.

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import deltalake
@@ -26,7 +26,7 @@ from techmart_assets.silver.transactions import build_transactions
 from techmart_assets.streaming import broker, fraud
 from techmart_assets.streaming.profiles import customer_profiles
 from techmart_assets.streaming.rules import FraudConfig, build_profile
-from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables, describe
+from techmart_assets.streaming.runner import CityCounts, StreamOptions, StreamRunner, StreamTables, describe
 from techmart_assets_tests.support import TIME_STYLES, message, profile
 from techmart_assets_tests.support import message as support_message
 
@@ -76,37 +76,59 @@ def test_a_replayed_batch_lands_in_delta_once(
     spark: SparkSession, kafka: broker.BrokerConfig, tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The detection's foreachBatch, called as Spark calls it: a batch replayed in the same process or
-    after a restart is not written again; a new checkpoint (a new query id) starts from batch 0."""
-    path = str(tmp_path / "fraud_alerts")
+    after a restart is not written again, alerts nor dead letters, nor counted again; a new
+    checkpoint (a new query id) starts from batch 0."""
+    path, dead_path = str(tmp_path / "fraud_alerts"), str(tmp_path / "fraud_dead_letters")
+    paths = fraud.StreamPaths(alerts=path, dead_letters=dead_path, profiles="", checkpoints="")
     at = datetime(2025, 6, 30, 12)
+    nothing = (None,) * len(fraud.ALERT_SCHEMA)
 
-    def alerts(*transactions: str):
-        rows = [(f"{t}:velocity", "velocity", 0.9, "x", t, "C1", 10.0, at, at) for t in transactions]
-        return spark.createDataFrame(rows, fraud.ALERT_SCHEMA)
+    def output(*transactions: str, dead: tuple[int, ...] = ()):
+        """The stateful operator's rows: alerts, dead letters (at these offsets), the city count."""
+        alert = ("velocity", 0.9, "x")
+        rows = [(f"{t}:velocity", *alert, t, "C1", 10.0, at, at, fraud.ALERT, None) for t in transactions]
+        produced_s = datetime(2025, 6, 30, 23, 59, 59, 250_000, tzinfo=UTC).timestamp()
+        for offset in dead:
+            letter = {"raw_value": "{", "error": "malformed JSON", "kafka_partition": 1}
+            letter["kafka_offset"] = offset
+            rows.append((*nothing, fraud.DEAD_LETTER, json.dumps({**letter, "produced_s": produced_s})))
+        rows.append((*nothing, fraud.CITIES, json.dumps({"valid": len(transactions), "unplaced": 1})))
+        return spark.createDataFrame(rows, fraud.DETECTION_OUTPUT)
 
     topic = "fraud-alerts-replays"  # not the module's topic, which the stream's test reads whole
     broker.ensure_topics(kafka.bootstrap, {topic: 1})
+    cities = CityCounts()
 
-    def writer():
-        return fraud.alerts_writer(path, kafka.bootstrap, topic)
+    def writer(on_cities=cities.add):
+        return fraud.detection_writer(paths, kafka.bootstrap, topic, on_cities)
 
     context = spark.sparkContext
     try:
         context.setLocalProperty(QUERY_ID_PROPERTY, "query-1")
         write = writer()
-        write(alerts("T1"), 0)
-        write(alerts(), 1)
-        write(alerts("T2"), 2)
-        write(alerts("T2"), 2)  # replayed by the same process
+        write(output("T1", dead=(7,)), 0)
+        write(output(), 1)
+        write(output("T2", dead=(8, 9)), 2)
+        write(output("T2", dead=(8, 9)), 2)  # replayed by the same process
         restarted = writer()
-        restarted(alerts("T2"), 2)  # replayed after a restart
-        restarted(alerts("T3"), 3)
+        restarted(output("T2", dead=(8, 9)), 2)  # replayed after a restart
+        restarted(output("T3"), 3)
         context.setLocalProperty(QUERY_ID_PROPERTY, "query-2")  # a new checkpoint
-        writer()(alerts("T4"), 0)
+        writer(None)(output("T4", dead=(10,)), 0)
     finally:
         context.setLocalProperty(QUERY_ID_PROPERTY, None)
     written = spark.read.format("delta").load(path).groupBy("transaction_id").count().collect()
     assert {r.transaction_id: r["count"] for r in written} == {"T1": 1, "T2": 1, "T3": 1, "T4": 1}
+    assert deltalake.DeltaTable(path).version() == 3  # a commit per batch with alerts, none for batch 1
+    dead = spark.read.format("delta").load(dead_path).orderBy("kafka_offset").collect()
+    assert [(d.kafka_offset, d.kafka_partition, d.error) for d in dead] == [
+        (o, 1, "malformed JSON") for o in (7, 8, 9, 10)
+    ]
+    assert {(d.produced_at, d.partition_date) for d in dead} == {
+        (datetime(2025, 6, 30, 23, 59, 59, 250_000), date(2025, 6, 30))
+    }
+    assert deltalake.DeltaTable(dead_path).transaction_version("query-1") == 2
+    assert cities.summary() == {"valid": 3, "unplaced": 4, "last_batch_valid": 1, "last_batch_unplaced": 1}
     properties = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first().properties
     assert properties["delta.checkpointInterval"] == str(fraud.ALERTS_CHECKPOINT_INTERVAL)
     assert last_committed_batch(spark, path, "query-1") == 3
@@ -117,12 +139,15 @@ def test_a_replayed_batch_lands_in_delta_once(
     assert deltalake.DeltaTable(path).transaction_version("query-2") == 0
     # Commits of other writers after the query's last one: the lookup reads further back.
     monkeypatch.setattr(delta, "HISTORY_LOOKBACK", 2)
-    foreign = alerts("F1").withColumn("partition_date", F.to_date("event_ts"))
+    foreign = output("F1").where("kind = 'alert'").select(*fraud.ALERT_SCHEMA.fieldNames())
+    foreign = foreign.withColumn("detected_at", F.col("produced_at")).withColumn(
+        "partition_date", F.to_date("event_ts")
+    )
     for _ in range(2):
         foreign.write.format("delta").mode("append").save(path)
     assert last_committed_batch(spark, path, "query-1") == 3
     with pytest.raises(RuntimeError, match=r"sql\.streaming\.queryId"):
-        writer()(alerts("T5"), 4)
+        writer()(output("T5"), 4)
     # The topic is at least once: a replayed batch is sent again.
     consumer = KafkaConsumer(
         topic, bootstrap_servers=kafka.bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=5_000
@@ -256,7 +281,7 @@ def stream(
     """The streaming queries running on the module's broker, as the job runs them, until the module ends."""
     tables = StreamTables(str(tmp_path_factory.mktemp("stream_lakehouse")))
     spark.createDataFrame(PROFILES, fraud.PROFILE_SCHEMA).write.format("delta").save(tables.fraud.profiles)
-    options = StreamOptions(dead_letters_trigger_s=2, ingestion_trigger_s=2, live_sales_trigger_s=2)
+    options = StreamOptions(ingestion_trigger_s=2, live_sales_trigger_s=2)
     runner = StreamRunner(spark, tables, kafka.bootstrap, options)
     runner.start()
     try:
@@ -309,7 +334,7 @@ def test_each_scenario_is_alerted_in_delta_and_on_the_topic_within_30_s(stream: 
     (dead,) = stream.rows("gold", "fraud_dead_letters")
     assert dead.error.startswith("malformed JSON") and dead.raw_value == truncated.decode()
 
-    # The dead-letters query counts the valid transactions, each once, and the one whose city the
+    # The detection counts the valid transactions, each once, and the one whose city the
     # reference cannot place; the heartbeat carries the count.
     wait_for(lambda: stream.runner.health()["cities"]["valid"] >= len(messages), 30, "the city count")
     health = stream.runner.health()

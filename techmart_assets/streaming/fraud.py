@@ -1,19 +1,24 @@
 """The fraud detection stream: Kafka `transactions` -> per-customer rules -> Delta `fraud_alerts` and
 the `fraud-alerts` topic.
 
-Two Structured Streaming queries (spark-sql-kafka) on the same topic, each with its checkpoint
-under `checkpoints/fraud/`:
-- `fraud_detection`: `rules.evaluate` runs per customer on each valid transaction, with the
-  customer's recent purchases as checkpointed state (`applyInPandasWithState`, customers grouped in
-  state buckets) and the customer's profile (a Delta table the batch job writes). The Python
-  workers keep the profiles in memory and read the table again when its version changes (checked
-  every `PROFILE_REFRESH_S`), so refreshed profiles arrive without a restart and a micro-batch pays
-  for no join. Each micro-batch's alerts are written to Delta once (`BatchLedger`: a replayed batch
-  is skipped) and then sent to `fraud-alerts` from the driver.
-- `fraud_dead_letters`: every message that does not parse, lacks a key or holds a bad value, with
-  its raw value and the reason. A bad message never stops detection. The same query counts, per
-  micro-batch, the valid transactions and those whose city the city reference cannot place
-  (observed metrics `CITY_METRICS`: `distant_cities` cannot judge them), off detection's path.
+One Structured Streaming query (spark-sql-kafka), `fraud_detection`, with its checkpoint in
+`checkpoints/fraud/detection`, reads the topic once and writes three things:
+- alerts: `rules.evaluate` runs per customer on each valid transaction, with the customer's recent
+  purchases as checkpointed state (`applyInPandasWithState`, customers grouped in state buckets) and
+  the customer's profile (a Delta table the batch job writes). The Python workers keep the profiles
+  in memory and read the table again when its version changes (checked every `PROFILE_REFRESH_S`),
+  so refreshed profiles arrive without a restart and a micro-batch pays for no join. Each
+  micro-batch's alerts are written to Delta `fraud_alerts` once (`BatchLedger`: a replayed batch is
+  skipped) and then sent to `fraud-alerts` from the driver.
+- dead letters: every message that does not parse, lacks a key or holds a bad value, with its raw
+  value and the reason, into Delta `fraud_dead_letters` exactly once. A bad message never stops
+  detection.
+- the count of valid transactions and of those whose city the reference cannot place
+  (`distant_cities` cannot judge them), handed to the runner per micro-batch.
+
+The dead letters and the count ride through the stateful operator as rows of their own kind
+(`DETECTION_OUTPUT`): a second query reading and parsing the whole topic again, every half minute,
+was what made detection's slowest micro-batches (bench/HISTORY.md, 2026-12-07).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import atexit
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 
@@ -33,7 +38,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
-from techmart_assets.delta import BatchLedger, append_batches
+from techmart_assets.delta import BatchLedger
 from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.broker import (
@@ -53,7 +58,6 @@ from techmart_assets.streaming.rules import (
 from techmart_assets.timestamps import iso_timestamp, iso_timestamp_problem
 
 DETECTION_QUERY = "fraud_detection"
-DEAD_LETTER_QUERY = "fraud_dead_letters"
 KEYS = ("transaction_id", "customer_id", "transaction_ts")
 STATE_PARTITIONS = 2
 _TYPES = {"quantity": T.LongType(), "unit_price": T.DoubleType(), "total_amount": T.DoubleType()}
@@ -89,6 +93,25 @@ ALERT_TABLE_SCHEMA = pa.schema(
         ("partition_date", pa.date32()),
     ]
 )
+# What the detection's stateful operator emits: alerts (`kind` = ALERT, the alert's columns), dead
+# letters (DEAD_LETTER, `record` = the message's JSON, see `dead_letter_rows`) and, per state bucket,
+# the count of valid transactions and of unplaced cities (CITIES, `record` = {"valid", "unplaced"}).
+ALERT, DEAD_LETTER, CITIES = "alert", "dead_letter", "cities"
+DETECTION_OUTPUT = T.StructType(
+    [*ALERT_SCHEMA.fields, T.StructField("kind", T.StringType()), T.StructField("record", T.StringType())]
+)
+DEAD_LETTER_TABLE_SCHEMA = pa.schema(
+    [
+        ("raw_value", pa.string()),
+        ("error", pa.string()),
+        ("kafka_partition", pa.int32()),
+        ("kafka_offset", pa.int64()),
+        ("produced_at", _ARROW[T.TimestampType()]),
+        ("partition_date", pa.date32()),
+    ]
+)
+# The state bucket of the messages `parse` refused: they go through the operator without state.
+DEAD_LETTER_BUCKET = -1
 STATE_SCHEMA = T.StructType([T.StructField("customers", T.StringType())])  # a line per customer
 # Customers share state buckets (see `detector`). Part of the checkpoint: changing it needs a new one.
 STATE_BUCKETS = 64
@@ -99,9 +122,6 @@ PROFILE_REFRESH_S = 5.0
 # measured under the full streaming job). Set when the alerts table is created; readers replay at
 # most this many small JSON commits.
 ALERTS_CHECKPOINT_INTERVAL = 100
-# The observed metrics of `fraud_dead_letters` (its progress's `observedMetrics`): per micro-batch,
-# `valid` transactions and the `unplaced` ones among them, whose city the reference cannot place.
-CITY_METRICS = "cities"
 
 
 @dataclass(frozen=True)
@@ -227,18 +247,42 @@ def _remembered_lines(lines: dict[str, str], since: float) -> str:
 _PAYLOAD_FIELDS = ("customer_id", "transaction_id", "total_amount", "city", "country")
 
 
-def detector_input(valid: DataFrame) -> DataFrame:
-    """The state bucket of each transaction's customer and one JSON `payload` (times as epoch seconds)."""
-    return valid.select(
-        (F.abs(F.xxhash64("customer_id")) % STATE_BUCKETS).alias("bucket"),
-        F.to_json(
-            F.struct(
-                *_PAYLOAD_FIELDS,
-                F.col("event_ts").cast("double").alias("event_s"),
-                F.col("produced_at").cast("double").alias("produced_s"),
+def detector_input(parsed: DataFrame) -> DataFrame:
+    """Each message's state bucket and one JSON `payload` (times as epoch seconds): a valid
+    transaction's in its customer's bucket, a refused message's (raw value, reason, Kafka
+    coordinates) in `DEAD_LETTER_BUCKET`."""
+    valid = F.col("error").isNull()
+    return parsed.select(
+        F.when(valid, F.abs(F.xxhash64("customer_id")) % STATE_BUCKETS)
+        .otherwise(DEAD_LETTER_BUCKET)
+        .alias("bucket"),
+        F.when(
+            valid,
+            F.to_json(
+                F.struct(
+                    *_PAYLOAD_FIELDS,
+                    F.col("event_ts").cast("double").alias("event_s"),
+                    F.col("produced_at").cast("double").alias("produced_s"),
+                )
+            ),
+        )
+        .otherwise(
+            F.to_json(
+                F.struct(
+                    "raw_value",
+                    "error",
+                    "kafka_partition",
+                    "kafka_offset",
+                    F.col("produced_at").cast("double").alias("produced_s"),
+                )
             )
-        ).alias("payload"),
+        )
+        .alias("payload"),
     )
+
+
+def _output(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=DETECTION_OUTPUT.fieldNames())
 
 
 class ProfileCache:
@@ -307,12 +351,20 @@ def detector(config: FraudConfig, profiles_path: str):
     a line per customer with that customer's remembered purchases (`_bucket_lines`), and
     `rules.evaluate` runs per customer as before. A customer is forgotten once its latest purchase is
     older than the longest rule window (`memory_s`) before the newest event time the bucket has seen.
+
+    Besides alerts it emits, per bucket, the count of its valid transactions and of their cities the
+    reference cannot place (`CITIES`), and passes the refused messages on as `DEAD_LETTER` rows.
     """
     memory_s = config.memory_s
 
     def detect(key: tuple, batches: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
+        payloads = [payload for frame in batches for payload in frame["payload"].tolist()]
+        if key[0] == DEAD_LETTER_BUCKET:
+            yield _output([{"kind": DEAD_LETTER, "record": payload} for payload in payloads])
+            return
         profiles = profile_cache(profiles_path)
-        rows = [json.loads(payload) for frame in batches for payload in frame["payload"].tolist()]
+        rows = [json.loads(payload) for payload in payloads]
+        unplaced = sum(not placeable(r.get("city"), r.get("country")) for r in rows)
         lines = _bucket_lines(state.get[0] if state.exists else None)
         by_customer: dict[str, list[dict]] = {}
         for row in rows:
@@ -337,26 +389,28 @@ def detector(config: FraudConfig, profiles_path: str):
             lines[line_key] = _state_line(line_key, after)
         newest = max(r["event_s"] for r in rows)
         state.update((_remembered_lines(lines, newest - memory_s),))
-        if not alerts:
-            return
         produced = {r["transaction_id"]: r["produced_s"] for r in rows}
         amounts = {r["transaction_id"]: float(r["total_amount"]) for r in rows}
-        yield pd.DataFrame(
+        cities = {"kind": CITIES, "record": json.dumps({"valid": len(rows), "unplaced": unplaced})}
+        yield _output(
             [
-                {
-                    "alert_id": f"{a.transaction_id}:{a.rule_id}",
-                    "rule_id": a.rule_id,
-                    "score": a.score,
-                    "explanation": a.explanation,
-                    "transaction_id": a.transaction_id,
-                    "customer_id": a.customer_id,
-                    "total_amount": amounts[a.transaction_id],
-                    "event_ts": _utc(a.event_ts),
-                    "produced_at": _utc(produced[a.transaction_id]),
-                }
-                for a in alerts
-            ],
-            columns=ALERT_SCHEMA.fieldNames(),
+                *(
+                    {
+                        "alert_id": f"{a.transaction_id}:{a.rule_id}",
+                        "rule_id": a.rule_id,
+                        "score": a.score,
+                        "explanation": a.explanation,
+                        "transaction_id": a.transaction_id,
+                        "customer_id": a.customer_id,
+                        "total_amount": amounts[a.transaction_id],
+                        "event_ts": _utc(a.event_ts),
+                        "produced_at": _utc(produced[a.transaction_id]),
+                        "kind": ALERT,
+                    }
+                    for a in alerts
+                ),
+                cities,
+            ]
         )
 
     return detect
@@ -390,7 +444,7 @@ def _alert_message(row: dict) -> dict:
     """An alert as JSON values, times in ISO-8601 UTC as Spark writes them (`...T10:00:00.000Z`)."""
 
     def value(v: object) -> object:
-        if isinstance(v, datetime):  # UTC-aware (see `alerts_writer`)
+        if isinstance(v, datetime):  # UTC-aware (see `detection_writer`)
             return v.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         if isinstance(v, date):
             return v.isoformat()
@@ -399,39 +453,71 @@ def _alert_message(row: dict) -> dict:
     return {k: value(v) for k, v in row.items()}
 
 
-def alerts_writer(path: str, bootstrap: str, topic: str = FRAUD_ALERTS_TOPIC):
-    """foreachBatch: the batch's alerts into Delta exactly once, then onto the fraud-alerts topic.
+def _utc_instant(seconds: float) -> datetime:
+    return datetime.fromtimestamp(round(seconds, 6), UTC)
 
-    The stateful operator runs once per micro-batch: its few alerts are collected and written from
+
+def detection_writer(
+    paths: StreamPaths,
+    bootstrap: str,
+    topic: str = FRAUD_ALERTS_TOPIC,
+    on_cities: Callable[[int, int, int], None] | None = None,
+):
+    """foreachBatch of `fraud_detection`: the batch's alerts into Delta exactly once, then onto the
+    fraud-alerts topic; its dead letters into Delta exactly once; its city count to `on_cities`
+    (micro-batch, valid transactions, unplaced cities).
+
+    The stateful operator runs once per micro-batch: its few rows are collected and written from
     the driver (no second evaluation of the batch), to Delta by delta-rs and to the topic by a
     kafka-python producer (a Spark job per batch for a handful of rows would cost more than they
-    take to write). A batch without alerts commits nothing. `detected_at` is the same instant in
-    both.
+    take to write). A table gets a commit only from a batch with rows for it. `detected_at` is the
+    same instant in Delta and on the topic.
 
-    Exactly once in Delta (`BatchLedger`): a replayed batch is skipped there and sent to the topic
-    again. The topic is at least once, and `alert_id` (transaction and rule) identifies duplicates.
+    Exactly once in Delta (a `BatchLedger` per table): a replayed batch is skipped there and sent to
+    the topic again. The topic is at least once, and `alert_id` (transaction and rule) identifies
+    duplicates.
     """
-    ledger = BatchLedger(path)
+    alerts_ledger, dead_letters_ledger = BatchLedger(paths.alerts), BatchLedger(paths.dead_letters)
 
     def write(batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
-        marker = ledger.marker(spark, batch_id)
-        rows = batch.collect()
-        if not rows:
+        by_kind: dict[str, list[dict]] = {ALERT: [], DEAD_LETTER: [], CITIES: []}
+        for row in batch.collect():
+            values = row.asDict()
+            by_kind[values.pop("kind")].append(values)
+        if on_cities is not None and by_kind[CITIES]:
+            tallies = [json.loads(r["record"]) for r in by_kind[CITIES]]
+            on_cities(batch_id, sum(t["valid"] for t in tallies), sum(t["unplaced"] for t in tallies))
+        if by_kind[DEAD_LETTER] and (marker := dead_letters_ledger.marker(spark, batch_id)) is not None:
+            dead_letters = []
+            for r in by_kind[DEAD_LETTER]:
+                letter = json.loads(r["record"])
+                produced_at = _utc_instant(letter.pop("produced_s"))
+                dead_letters.append(
+                    {**letter, "produced_at": produced_at, "partition_date": produced_at.date()}
+                )
+            dead_letters_ledger.append_rows(
+                pa.Table.from_pylist(dead_letters, DEAD_LETTER_TABLE_SCHEMA), marker, ["partition_date"]
+            )
+        if not by_kind[ALERT]:
             return
         # pyspark hands timestamps to Python as naive local times: made UTC-aware here.
         detected_at = datetime.now(UTC)
         alerts = [
             {
-                **{k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in row.asDict().items()},
+                **{
+                    k: v.astimezone(UTC) if isinstance(v, datetime) else v
+                    for k, v in row.items()
+                    if k != "record"
+                },
                 "detected_at": detected_at,
             }
-            for row in rows
+            for row in by_kind[ALERT]
         ]
         for alert in alerts:
             alert["partition_date"] = alert["event_ts"].date()  # the event's day in UTC
-        if marker is not None:
-            ledger.append_rows(
+        if (marker := alerts_ledger.marker(spark, batch_id)) is not None:
+            alerts_ledger.append_rows(
                 pa.Table.from_pylist(alerts, ALERT_TABLE_SCHEMA),
                 marker,
                 partition_by=["partition_date"],
@@ -451,15 +537,17 @@ def start_detection(
     bootstrap: str,
     config: FraudConfig | None = None,
     trigger_s: float = 1.0,
+    on_cities: Callable[[int, int, int], None] | None = None,
 ) -> StreamingQuery:
-    """Start `fraud_detection` on `parsed` (the topic read and parsed); it runs until stopped."""
+    """Start `fraud_detection` on `parsed` (the topic read and parsed); it runs until stopped.
+    `on_cities`: see `detection_writer`."""
     spark = parsed.sparkSession
-    alerts = (
-        detector_input(parsed.where(F.col("error").isNull()))
+    output = (
+        detector_input(parsed)
         .groupBy("bucket")
         .applyInPandasWithState(
             detector(config or FraudConfig(), paths.profiles),
-            ALERT_SCHEMA,
+            DETECTION_OUTPUT,
             STATE_SCHEMA,
             "append",
             GroupStateTimeout.NoTimeout,
@@ -469,52 +557,9 @@ def start_detection(
     # Read when the query first starts; the checkpoint keeps it from then on.
     with session_settings(spark, {SHUFFLE_PARTITIONS: str(STATE_PARTITIONS)}):
         return (
-            alerts.writeStream.queryName(DETECTION_QUERY)
-            .foreachBatch(alerts_writer(paths.alerts, bootstrap))
+            output.writeStream.queryName(DETECTION_QUERY)
+            .foreachBatch(detection_writer(paths, bootstrap, on_cities=on_cities))
             .option("checkpointLocation", f"{paths.checkpoints}/detection")
             .trigger(processingTime=f"{trigger_s} seconds")
             .start()
         )
-
-
-@F.pandas_udf(T.BooleanType())
-def _city_placed(city: pd.Series, country: pd.Series) -> pd.Series:
-    """Whether the city reference places each row's (city, country), as `rules.placeable` decides."""
-    return pd.Series([placeable(c, k) for c, k in zip(city, country, strict=True)], dtype=bool)
-
-
-def count_unplaced_cities(parsed: DataFrame) -> DataFrame:
-    """`parsed`, observed as `CITY_METRICS`: its valid transactions and those whose city `rules.placeable`
-    refuses, the very test `distant_cities` applies (a Python function: Spark has no equivalent).
-
-    Counted in the dead-letters query, which reads every message anyway, in the background pool and
-    every half minute: detection's micro-batches pay no extra Python round trip for it. Spark reports
-    the counts in the query's progress once the batch has been written (a replayed batch the ledger
-    skips is not read again, so not counted twice).
-    """
-    valid = F.col("error").isNull()
-    return (
-        parsed.withColumn("_city_placed", _city_placed("city", "country"))
-        .observe(
-            CITY_METRICS,
-            F.count_if(valid).alias("valid"),
-            F.count_if(valid & ~F.col("_city_placed")).alias("unplaced"),
-        )
-        .drop("_city_placed")
-    )
-
-
-def start_dead_letters(parsed: DataFrame, paths: StreamPaths, trigger_s: float = 30.0) -> StreamingQuery:
-    """Start `fraud_dead_letters` on `parsed`: every message `parse` refused, with its reason; and the
-    count of valid transactions whose city cannot be placed (`count_unplaced_cities`)."""
-    return (
-        count_unplaced_cities(parsed)
-        .where(F.col("error").isNotNull())
-        .select("raw_value", "error", "kafka_partition", "kafka_offset", "produced_at")
-        .withColumn("partition_date", F.to_date("produced_at"))
-        .writeStream.queryName(DEAD_LETTER_QUERY)
-        .foreachBatch(append_batches(paths.dead_letters, partition_by=["partition_date"]))
-        .option("checkpointLocation", f"{paths.checkpoints}/dead_letters")
-        .trigger(processingTime=f"{trigger_s} seconds")
-        .start()
-    )

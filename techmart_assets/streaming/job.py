@@ -63,8 +63,8 @@ class FraudStreamConfig(dg.Config):
 
 
 @dg.op(
-    description="Runs the fraud detection, dead-letter, bronze ingestion and per-minute sales queries on "
-    "the `transactions` topic until the run is terminated.",
+    description="Runs the fraud detection (alerts and dead letters), bronze ingestion and per-minute sales "
+    "queries on the `transactions` topic until the run is terminated.",
     tags={"kind": "spark"},
 )
 def run_streaming_queries(

@@ -2,7 +2,7 @@
 together. `techmart fraud run` and the Dagster `fraud_stream` job run this same code.
 
 Queries (each with its checkpoint under `<lakehouse>/checkpoints/`):
-- `fraud_detection` and `fraud_dead_letters` (fraud.py): alerts in seconds, bad messages kept;
+- `fraud_detection` (fraud.py): alerts in seconds, bad messages kept as dead letters;
 - `bronze_ingestion` (ingestion.py): the topic into bronze transactions, exactly once;
 - `live_sales_by_minute` (live_sales.py): the watermarked per-minute sales aggregate.
 
@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,7 +77,6 @@ class StreamTables:
 class StreamOptions:
     detection_trigger_s: float = 1.0
     # The other queries run less often: each batch has a fixed cost that detection would wait for.
-    dead_letters_trigger_s: float = 30.0
     ingestion_trigger_s: float = 30.0
     live_sales_trigger_s: float = 30.0
     heartbeat_s: float = 5.0
@@ -109,10 +108,10 @@ def progress_summary(query: StreamingQuery) -> dict[str, object]:
 @dataclass
 class CityCounts:
     """Valid transactions, and those whose city the reference could not place (`distant_cities` cannot
-    judge them), summed over the `fraud_dead_letters` micro-batches since the runner started.
+    judge them), summed over the `fraud_detection` micro-batches since the runner started.
 
-    Spark reports each batch's counts in that query's progress (`fraud.CITY_METRICS`); `add` is given
-    the recent progress at each heartbeat and counts each batch once.
+    The detection's writer hands each batch's counts to `add` (`fraud.detection_writer`); a batch
+    given again (replayed) is counted once.
     """
 
     valid: int = 0
@@ -121,16 +120,13 @@ class CityCounts:
     last_batch_valid: int = 0
     last_batch_unplaced: int = 0
 
-    def add(self, progresses: Iterable[dict]) -> None:
-        for progress in progresses:
-            metrics = (progress.get("observedMetrics") or {}).get(fraud.CITY_METRICS)
-            batch_id = progress.get("batchId")
-            if metrics is None or batch_id is None or batch_id <= self.last_batch_id:
-                continue  # a batch without rows (no counts), or one counted already
-            self.last_batch_id = batch_id
-            self.last_batch_valid, self.last_batch_unplaced = int(metrics["valid"]), int(metrics["unplaced"])
-            self.valid += self.last_batch_valid
-            self.unplaced += self.last_batch_unplaced
+    def add(self, batch_id: int, valid: int, unplaced: int) -> None:
+        if batch_id <= self.last_batch_id:
+            return  # counted already
+        self.last_batch_id = batch_id
+        self.last_batch_valid, self.last_batch_unplaced = valid, unplaced
+        self.valid += valid
+        self.unplaced += unplaced
 
     def summary(self) -> dict[str, int]:
         return {
@@ -167,21 +163,22 @@ class StreamRunner:
     def start(self) -> list[StreamingQuery]:
         options, tables = self.options, self.tables
         parsed = fraud.parse(fraud.read_transactions(self.spark, self.bootstrap))
-        # The other queries read in short tasks: a core they hold is free again soon for detection.
-        background = fraud.parse(fraud.read_transactions(self.spark, self.bootstrap, tasks=BACKGROUND_TASKS))
         # A query runs its batches in the scheduler pool that was set when it started.
         context = self.spark.sparkContext
         context.setLocalProperty(POOL, FRAUD_POOL)
         self.queries = [
             fraud.start_detection(
-                parsed, tables.fraud, self.bootstrap, options.fraud, options.detection_trigger_s
+                parsed,
+                tables.fraud,
+                self.bootstrap,
+                options.fraud,
+                options.detection_trigger_s,
+                on_cities=self.cities.add,
             )
         ]
-        # The other queries' tasks must not hold the cores detection's next batch needs.
+        # The other queries' tasks must not hold the cores detection's next batch needs; they read in
+        # short tasks, so a core they hold is free again soon for detection.
         context.setLocalProperty(POOL, BACKGROUND_POOL)
-        self.queries.append(
-            fraud.start_dead_letters(background, tables.fraud, options.dead_letters_trigger_s)
-        )
         if options.ingestion:
             self.queries.append(
                 start_ingestion(
@@ -198,7 +195,9 @@ class StreamRunner:
             with session_settings(self.spark, state_partitions):
                 self.queries.append(
                     start_live_sales(
-                        background,
+                        fraud.parse(
+                            fraud.read_transactions(self.spark, self.bootstrap, tasks=BACKGROUND_TASKS)
+                        ),
                         product_categories(self.spark, tables.table("silver", "products")),
                         tables.table("gold", "live_sales_by_minute"),
                         f"{tables.checkpoints}/live_sales",
@@ -210,9 +209,6 @@ class StreamRunner:
         return self.queries
 
     def health(self) -> dict[str, object]:
-        for query in self.queries:
-            if query.name == fraud.DEAD_LETTER_QUERY:
-                self.cities.add(query.recentProgress)
         return {
             "heartbeat": datetime.now(UTC).isoformat(timespec="seconds"),
             "pid": os.getpid(),
