@@ -68,6 +68,8 @@ def test_the_sensor_starts_the_job_reports_lag_and_records_alerts(
         assert result.success
         alerts = spark.read.format("delta").load(tables.fraud.alerts).collect()
         assert [(a.rule_id, a.transaction_id) for a in alerts] == [("velocity", "TX0000000103")]
+        # No bad message: the dead letters' table is there all the same, and empty.
+        assert spark.read.format("delta").load(tables.fraud.dead_letters).count() == 0
         health = read_health(tables.health_file)
         assert {q["name"] for q in health["queries"]} == {fraud.DETECTION_QUERY, "bronze_ingestion"}
         assert not any(q["active"] for q in health["queries"])  # stopped by the run's end

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
 
+import deltalake
 import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
@@ -531,6 +532,21 @@ def detection_writer(
     return write
 
 
+def create_tables(paths: StreamPaths) -> None:
+    """Create the empty alerts and dead-letters tables, unless they exist: the writer commits only
+    batches with rows, and readers (the demo, a query in the UI's SQL) expect both from the start."""
+    deltalake.DeltaTable.create(
+        paths.alerts,
+        ALERT_TABLE_SCHEMA,
+        mode="ignore",
+        partition_by=["partition_date"],
+        configuration={"delta.checkpointInterval": str(ALERTS_CHECKPOINT_INTERVAL)},
+    )
+    deltalake.DeltaTable.create(
+        paths.dead_letters, DEAD_LETTER_TABLE_SCHEMA, mode="ignore", partition_by=["partition_date"]
+    )
+
+
 def start_detection(
     parsed: DataFrame,
     paths: StreamPaths,
@@ -542,6 +558,7 @@ def start_detection(
     """Start `fraud_detection` on `parsed` (the topic read and parsed); it runs until stopped.
     `on_cities`: see `detection_writer`."""
     spark = parsed.sparkSession
+    create_tables(paths)
     output = (
         detector_input(parsed)
         .groupBy("bucket")
