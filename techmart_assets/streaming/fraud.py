@@ -95,7 +95,7 @@ ALERT_TABLE_SCHEMA = pa.schema(
     ]
 )
 # What the detection's stateful operator emits: alerts (`kind` = ALERT, the alert's columns), dead
-# letters (DEAD_LETTER, `record` = the message's JSON, see `dead_letter_rows`) and, per state bucket,
+# letters (DEAD_LETTER, `record` = the message's JSON, see `detector_input`) and, per state bucket,
 # the count of valid transactions and of unplaced cities (CITIES, `record` = {"valid", "unplaced"}).
 ALERT, DEAD_LETTER, CITIES = "alert", "dead_letter", "cities"
 DETECTION_OUTPUT = T.StructType(
@@ -123,6 +123,7 @@ PROFILE_REFRESH_S = 5.0
 # measured under the full streaming job). Set when the alerts table is created; readers replay at
 # most this many small JSON commits.
 ALERTS_CHECKPOINT_INTERVAL = 100
+ALERTS_TABLE_PROPERTIES = {"delta.checkpointInterval": str(ALERTS_CHECKPOINT_INTERVAL)}
 
 
 @dataclass(frozen=True)
@@ -390,29 +391,24 @@ def detector(config: FraudConfig, profiles_path: str):
             lines[line_key] = _state_line(line_key, after)
         newest = max(r["event_s"] for r in rows)
         state.update((_remembered_lines(lines, newest - memory_s),))
-        produced = {r["transaction_id"]: r["produced_s"] for r in rows}
-        amounts = {r["transaction_id"]: float(r["total_amount"]) for r in rows}
+        by_id = {r["transaction_id"]: r for r in rows} if alerts else {}
+        alert_rows = [
+            {
+                "alert_id": f"{a.transaction_id}:{a.rule_id}",
+                "rule_id": a.rule_id,
+                "score": a.score,
+                "explanation": a.explanation,
+                "transaction_id": a.transaction_id,
+                "customer_id": a.customer_id,
+                "total_amount": float(by_id[a.transaction_id]["total_amount"]),
+                "event_ts": _utc(a.event_ts),
+                "produced_at": _utc(by_id[a.transaction_id]["produced_s"]),
+                "kind": ALERT,
+            }
+            for a in alerts
+        ]
         cities = {"kind": CITIES, "record": json.dumps({"valid": len(rows), "unplaced": unplaced})}
-        yield _output(
-            [
-                *(
-                    {
-                        "alert_id": f"{a.transaction_id}:{a.rule_id}",
-                        "rule_id": a.rule_id,
-                        "score": a.score,
-                        "explanation": a.explanation,
-                        "transaction_id": a.transaction_id,
-                        "customer_id": a.customer_id,
-                        "total_amount": amounts[a.transaction_id],
-                        "event_ts": _utc(a.event_ts),
-                        "produced_at": _utc(produced[a.transaction_id]),
-                        "kind": ALERT,
-                    }
-                    for a in alerts
-                ),
-                cities,
-            ]
-        )
+        yield _output([*alert_rows, cities])
 
     return detect
 
@@ -522,7 +518,7 @@ def detection_writer(
                 pa.Table.from_pylist(alerts, ALERT_TABLE_SCHEMA),
                 marker,
                 partition_by=["partition_date"],
-                configuration={"delta.checkpointInterval": str(ALERTS_CHECKPOINT_INTERVAL)},
+                configuration=ALERTS_TABLE_PROPERTIES,
             )
         producer = alert_producer(bootstrap)
         for alert in alerts:
@@ -540,7 +536,7 @@ def create_tables(paths: StreamPaths) -> None:
         ALERT_TABLE_SCHEMA,
         mode="ignore",
         partition_by=["partition_date"],
-        configuration={"delta.checkpointInterval": str(ALERTS_CHECKPOINT_INTERVAL)},
+        configuration=ALERTS_TABLE_PROPERTIES,
     )
     deltalake.DeltaTable.create(
         paths.dead_letters, DEAD_LETTER_TABLE_SCHEMA, mode="ignore", partition_by=["partition_date"]
