@@ -411,6 +411,15 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
         .mode("append")
         .save(silver_path)
     )
+    # A duplicate on another day of fact_sales: the day's tests read the day's rows only.
+    facts = table(spark, root, "gold", "fact_sales")
+    (elsewhere,) = facts.where(F.col("sale_date") == F.lit(DAYS[2])).take(1)
+    (
+        facts.where(F.col("transaction_id") == elsewhere.transaction_id)
+        .write.format("delta")
+        .mode("append")
+        .save(fact_path)
+    )
     try:
         result = run_gold(settings, root, day)
     finally:
@@ -419,9 +428,9 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
     after = table(spark, root, "gold", "fact_sales").collect()
     assert Counter(r.transaction_id for r in after) == Counter(
         {t: 1 for t in before if t != gone.transaction_id}
-    ) + Counter({twice.transaction_id: 1})
+    ) + Counter({twice.transaction_id: 1, elsewhere.transaction_id: 1})
     assert all(r == before[r.transaction_id] for r in after if r.sale_date != day)
-    commits = DeltaTable.forPath(spark, fact_path).history().where(f"version > {version}").collect()
+    commits = DeltaTable.forPath(spark, fact_path).history().where(f"version > {version + 1}").collect()
     assert [c.operation for c in commits] == ["WRITE"]
     assert commits[0].operationParameters["predicate"] == (
         f"((sale_date >= DATE '{day}') AND (sale_date < DATE '{day + timedelta(days=1)}'))"
@@ -432,6 +441,7 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
     }
     unique = evaluations[FACT_UNIQUE_CHECK]
     assert not unique.passed and unique.severity == dg.AssetCheckSeverity.ERROR
+    # The day's duplicate only: the one planted on another day is outside the window.
     assert unique.metadata["dagster_dbt/failed_row_count"].value == 1
     assert evaluations[dg.AssetCheckKey(FACT_SALES, "not_null_fact_sales_transaction_id")].passed
     # The failed test stops what is built on fact_sales in the same dbt build.
