@@ -9,6 +9,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 
 from techmart_assets.delta import days_predicate
+from techmart_assets.silver.dimensions import records_needed
 from techmart_assets.silver.scd2 import REPEATED, UNCHANGED, VERSION, Scd2Table, apply_changes
 
 CUSTOMERS = Scd2Table(business_key="customer_id", surrogate_key="customer_sk", tracked=("city", "segment"))
@@ -89,3 +90,22 @@ def test_out_of_order_and_rerun_give_the_in_order_table(spark: SparkSession, tmp
     assert table(spark, tmp_path / "shuffled") == table(spark, tmp_path / "in_order")
     surrogate_keys = [r[-1] for r in table(spark, tmp_path / "in_order")]
     assert len(set(surrogate_keys)) == len(surrogate_keys)
+
+
+def test_a_day_keeps_its_records_and_the_other_days_records_of_the_keys_it_names(spark: SparkSession) -> None:
+    # C1 is named on day 2 with stray spaces, as bronze keeps it; C2 only on days 1 and 3.
+    bronze = spark.createDataFrame(
+        [(" C1 ", D2), ("C1", D1), ("C1", D3), ("C2", D1), ("C2", D3), ("C3", D2), (None, D2), (None, D1)],
+        "customer_id string, partition_date date",
+    )
+    needed = records_needed(bronze, days_predicate([D2]), "customer_id").collect()
+    assert sorted((r.customer_id, r.partition_date) for r in needed if r.customer_id) == [
+        (" C1 ", D2),
+        ("C1", D1),
+        ("C1", D3),
+        ("C3", D2),
+    ]
+    # The day's record without a key stays (the quarantine needs it); another day's does not.
+    assert [r.partition_date for r in needed if r.customer_id is None] == [D2]
+    # A run of every day keeps every record.
+    assert records_needed(bronze, days_predicate([D1, D2, D3]), "customer_id").count() == bronze.count()
