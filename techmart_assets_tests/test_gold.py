@@ -411,11 +411,13 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
         .mode("append")
         .save(silver_path)
     )
-    # A duplicate on another day of fact_sales: the day's tests read the day's rows only.
+    # A duplicate on another day of fact_sales, pointing at no customer: the day's tests read the
+    # day's rows only, but a relationships test reads them all (the dimension changes every day).
     facts = table(spark, root, "gold", "fact_sales")
     (elsewhere,) = facts.where(F.col("sale_date") == F.lit(DAYS[2])).take(1)
     (
         facts.where(F.col("transaction_id") == elsewhere.transaction_id)
+        .withColumn("customer_sk", F.lit(-1).cast(facts.schema["customer_sk"].dataType))
         .write.format("delta")
         .mode("append")
         .save(fact_path)
@@ -429,7 +431,7 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
     assert Counter(r.transaction_id for r in after) == Counter(
         {t: 1 for t in before if t != gone.transaction_id}
     ) + Counter({twice.transaction_id: 1, elsewhere.transaction_id: 1})
-    assert all(r == before[r.transaction_id] for r in after if r.sale_date != day)
+    assert all(r == before[r.transaction_id] for r in after if r.sale_date != day and r.customer_sk != -1)
     commits = DeltaTable.forPath(spark, fact_path).history().where(f"version > {version + 1}").collect()
     assert [c.operation for c in commits] == ["WRITE"]
     assert commits[0].operationParameters["predicate"] == (
@@ -444,6 +446,10 @@ def test_a_day_rebuild_replaces_exactly_that_day_and_a_planted_duplicate_fails_i
     # The day's duplicate only: the one planted on another day is outside the window.
     assert unique.metadata["dagster_dbt/failed_row_count"].value == 1
     assert evaluations[dg.AssetCheckKey(FACT_SALES, "not_null_fact_sales_transaction_id")].passed
+    (orphans,) = (
+        e for k, e in evaluations.items() if k.name.startswith("relationships_fact_sales_customer_sk")
+    )
+    assert not orphans.passed and orphans.metadata["dagster_dbt/failed_row_count"].value == 1
     # The failed test stops what is built on fact_sales in the same dbt build.
     materialized = {e.asset_key for e in result.get_asset_materialization_events()}
     assert FACT_SALES in materialized and dg.AssetKey(["gold", "metrics", "daily_sales"]) not in materialized
