@@ -76,16 +76,15 @@ class DimensionBatch:
     persisted: list[DataFrame]  # see batch.shared
 
 
-def records_needed(bronze: DataFrame, days_predicate: str, key: str) -> DataFrame:
+def records_needed(bronze: DataFrame, days_predicate: str, key: Column) -> DataFrame:
     """The bronze records a run of the selected days depends on: those days' records, and the other
-    days' records of the keys they name (their version chains are rebuilt). A daily run judges and
-    keeps a day's worth of records, not the whole history's; a run of every day keeps them all."""
-    selected = F.expr(days_predicate)
-    named = bronze.where(selected).select(F.trim(key).alias("_named_key")).distinct()
-    others = bronze.where(~selected)
-    return bronze.where(selected).unionByName(
-        others.join(named, F.trim(others[key]) == named["_named_key"], "left_semi")
-    )
+    days' records of the keys they name (`key`: the business key as silver reads it, its cast),
+    whose version chains are rebuilt. A daily run judges and keeps a day's worth of records, not
+    the whole history's; a run of every day keeps them all."""
+    selected = bronze.where(days_predicate)
+    named = selected.select(key.alias("_named_key")).distinct()
+    others = bronze.where(f"NOT ({days_predicate})")
+    return selected.unionByName(others.join(named, key == F.col("_named_key"), "left_semi"))
 
 
 def build_dimension(
@@ -97,9 +96,10 @@ def build_dimension(
     which makes the result independent of the order days are materialized in.
     """
     persisted: list[DataFrame] = []
-    records = records_needed(bronze, days_predicate, dimension.scd2.business_key)
+    casts = dimension.casts()
+    records = records_needed(bronze, days_predicate, casts[dimension.scd2.business_key])
     judged = shared(r.judge(with_record(records), dimension.rules()), persisted)
-    valid = judged.where(r.still_valid()).withColumns(dimension.casts())
+    valid = judged.where(r.still_valid()).withColumns(casts)
     classified = apply_changes(
         valid.drop("_row_id", "_record", "quarantine_rule", "quarantine_reason"),
         days_predicate,
