@@ -82,6 +82,7 @@ bench: setup  ## the benchmarks in bench/, their figures in bench/results.json, 
 	$(BIN)/python -m bench.fraud_stream
 	$(BIN)/python -m bench.fraud_idle
 	$(BIN)/python -m bench.event_storage
+	$(BIN)/python -m bench.delta_floor
 	$(BIN)/python -m bench.history_scale --scales 1 10 50
 	$(BIN)/python -m bench.report
 
