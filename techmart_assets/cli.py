@@ -413,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     fraud_sub = fraud.add_subparsers(dest="action", required=True)
     fraud_run = fraud_sub.add_parser("run", help="run the streaming queries in the foreground until Ctrl-C")
     fraud_run.add_argument("--duration", type=float, help="stop after this many seconds")
-    fraud_run.add_argument("--no-ingestion", action="store_true", help="do not land the topic in bronze")
+    fraud_run.add_argument("--no-ingestion", action="store_true", help="do not land the topics in bronze")
     fraud_run.add_argument("--no-live-sales", action="store_true", help="no per-minute sales aggregate")
     fraud_run.set_defaults(func=run_fraud)
 

@@ -16,6 +16,7 @@ class Source:
     key: str
     columns: tuple[str, ...]
     description: str
+    event_time: str  # the column that says when a record happened (its day is its partition)
     streamed: bool = False  # the streaming ingestion also appends to its bronze table (from Kafka)
 
     @property
@@ -45,6 +46,7 @@ TRANSACTIONS = Source(
         "ip_address",
     ),
     description="Sales transactions, one row per order line, amounts in MAD.",
+    event_time="transaction_ts",
     streamed=True,
 )
 
@@ -65,6 +67,7 @@ CUSTOMERS = Source(
         "updated_at",
     ),
     description="Daily change extract of the customer master: new customers, address and segment changes.",
+    event_time="updated_at",
 )
 
 PRODUCTS = Source(
@@ -84,6 +87,7 @@ PRODUCTS = Source(
         "updated_at",
     ),
     description="Daily change extract of the catalogue: new products, price and stock changes.",
+    event_time="updated_at",
 )
 
 WEB_EVENTS = Source(
@@ -101,7 +105,10 @@ WEB_EVENTS = Source(
         "device",
         "event_ts",
     ),
-    description="Clickstream events from the web shop and the app, one JSON object per line.",
+    description="Clickstream events from the web shop and the app, one JSON object per line (also "
+    "streamed on the `web-events` topic).",
+    event_time="event_ts",
+    streamed=True,
 )
 
 SOURCES: dict[str, Source] = {s.name: s for s in (TRANSACTIONS, PRODUCTS, CUSTOMERS, WEB_EVENTS)}

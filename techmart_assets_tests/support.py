@@ -23,8 +23,8 @@ from techmart_assets.generator import GeneratorConfig
 from techmart_assets.instance_storage import write_instance_config
 from techmart_assets.resources import LakehouseResource, spark_config
 from techmart_assets.settings import PROJECT_ROOT, Settings
-from techmart_assets.sources import Source
-from techmart_assets.streaming.ingestion import INGESTION_QUERY, start_ingestion
+from techmart_assets.sources import TRANSACTIONS, Source
+from techmart_assets.streaming.ingestion import INGESTIONS, start_ingestion
 
 FIRST, LAST = date(2024, 11, 1), date(2024, 11, 14)
 COUPON_FROM = date(2024, 11, 10)
@@ -243,13 +243,22 @@ def dagster_process(
 
 
 @contextmanager
-def ingesting(spark: SparkSession, root: Path, bootstrap: str) -> Iterator[None]:
-    """The ingestion query on `root`'s bronze transactions, run until the topic is drained, then stopped."""
+def ingesting(
+    spark: SparkSession, root: Path, bootstrap: str, source: Source = TRANSACTIONS
+) -> Iterator[None]:
+    """The ingestion query of `source` on `root`'s bronze table, run until its topic is drained, then
+    stopped."""
+    ingestion = INGESTIONS[source.name]
     query = start_ingestion(
-        spark, str(root / "bronze" / "transactions"), str(root / "checkpoints" / "ingestion"), bootstrap, 0.5
+        spark,
+        str(root / "bronze" / source.name),
+        str(root / "checkpoints" / ingestion.checkpoint),
+        bootstrap,
+        0.5,
+        source=source,
     )
     try:
-        assert query.name == INGESTION_QUERY
+        assert query.name == ingestion.query
         yield
         query.processAllAvailable()
     finally:

@@ -31,7 +31,11 @@ def test_the_broker_starts_serves_the_topics_and_stops_by_its_pid(config: broker
     try:
         assert broker.running_pid(config) == pid
         assert broker.start(config) == pid  # a second start finds it running
-        assert sorted(broker.ensure_topics(config.bootstrap)) == ["fraud-alerts", "transactions"]
+        assert sorted(broker.ensure_topics(config.bootstrap)) == [
+            "fraud-alerts",
+            "transactions",
+            "web-events",
+        ]
         assert broker.ensure_topics(config.bootstrap) == []
 
         producer = KafkaProducer(bootstrap_servers=config.bootstrap)

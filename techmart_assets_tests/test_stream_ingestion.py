@@ -22,9 +22,11 @@ from pyspark.sql import functions as F
 
 from techmart_assets.bronze import bronze_assets
 from techmart_assets.bronze.ingest import FROM_DROP_FILES, METADATA_COLUMNS
+from techmart_assets.delta import PARTITION_COLUMN
 from techmart_assets.settings import Settings
 from techmart_assets.silver.transactions import build_transactions
-from techmart_assets.sources import TRANSACTIONS
+from techmart_assets.silver.web_events import build_web_events
+from techmart_assets.sources import TRANSACTIONS, WEB_EVENTS
 from techmart_assets.streaming import broker
 from techmart_assets.streaming.ingestion import source_marker, to_bronze
 from techmart_assets_tests import support
@@ -52,18 +54,20 @@ def message(transaction_id: str, at: datetime, customer: str = "C1", **changes: 
     )
 
 
-def send(bootstrap: str, values: list[tuple[str, str]]) -> list[tuple[str, int, datetime]]:
+def send(
+    bootstrap: str, values: list[tuple[str, str]], topic: str = TOPIC
+) -> list[tuple[str, int, datetime]]:
     """(key, value) messages sent and acknowledged; their `_source_file` marker and Kafka timestamp."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     try:
-        futures = [producer.send(TOPIC, key=k.encode(), value=v.encode()) for k, v in values]
+        futures = [producer.send(topic, key=k.encode(), value=v.encode()) for k, v in values]
         producer.flush()
         sent = [f.get(timeout=30) for f in futures]
     finally:
         producer.close()
     return [
         (
-            source_marker(TOPIC, m.partition, m.offset),
+            source_marker(topic, m.partition, m.offset),
             m.partition,
             datetime.fromtimestamp(m.timestamp / 1000, UTC),
         )
@@ -71,11 +75,11 @@ def send(bootstrap: str, values: list[tuple[str, str]]) -> list[tuple[str, int, 
     ]
 
 
-def topic_size(bootstrap: str) -> int:
+def topic_size(bootstrap: str, topic: str = TOPIC) -> int:
     """Every message the topic holds (it is never trimmed in a test): the sum of its end offsets."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap)
     try:
-        partitions = [TopicPartition(TOPIC, p) for p in consumer.partitions_for_topic(TOPIC)]
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
         return sum(consumer.end_offsets(partitions).values())
     finally:
         consumer.close()
@@ -265,3 +269,64 @@ def test_silver_takes_streamed_rows_like_file_rows(spark: SparkSession) -> None:
     assert (accepted["T2"].quantity, accepted["T2"].total_amount) == (2, Decimal("499.98"))
     verdicts = {(r.record_key, r.quarantine_rule) for r in batch.quarantined.collect()}
     assert verdicts == {("T1", "duplicate_transaction_id"), ("T3", "invalid_number"), (None, "malformed_row")}
+
+
+def web_event(event_id: str, at: str, customer: str | None = "C1", **changes: object) -> dict:
+    """A web event as the README's `web-events` contract has it, its time as given."""
+    return {
+        "event_id": event_id,
+        "session_id": "S1",
+        "customer_id": customer,
+        "event_type": "product_view",
+        "product_id": "P000001",
+        "page_url": "/product/P000001",
+        "referrer": "/",
+        "device": "mobile",
+        "event_ts": at,
+        **changes,
+    }
+
+
+def test_web_events_land_in_bronze_web_events_once_whatever_the_producer_writes_times_as(
+    spark: SparkSession, kafka: broker.BrokerConfig, tmp_path: Path
+) -> None:
+    at = datetime(2024, 11, 14, 23, 30, tzinfo=UTC)
+    styles = list(support.TIME_STYLES.items())
+    events = [
+        web_event(f"E{n}", write(at), customer=f"C{n}", session_id=f"S{n}")
+        for n, (_, write) in enumerate(styles)
+    ]
+    anonymous = web_event("EA", "2024-11-15T00:30:00+01:00", customer=None, session_id="S9")
+    lacking = {k: v for k, v in web_event("EL", "2024-11-14T10:00:00Z").items() if k != "device"}
+    values = [(e["customer_id"] or e["session_id"], json.dumps(e)) for e in [*events, anonymous, lacking]]
+    values.append(("C9", json.dumps(web_event("EX", "2024-11-14T10:00:00Z"))[:40]))
+    sent = send(kafka.bootstrap, values, broker.WEB_EVENTS_TOPIC)
+
+    for _ in range(2):  # a restart reads on from its checkpoint: nothing lands twice
+        with ingesting(spark, tmp_path, kafka.bootstrap, WEB_EVENTS):
+            pass
+        table = spark.read.format("delta").load(str(tmp_path / "bronze" / "web_events"))
+        rows = by_marker(table)
+        assert table.count() == len(rows) == topic_size(kafka.bootstrap, broker.WEB_EVENTS_TOPIC)
+
+    assert table.columns == [*WEB_EVENTS.columns, *METADATA_COLUMNS]
+    *valid, anonymous_row, lacking_row, truncated_row = [rows[marker] for marker, _, _ in sent]
+    for event, row in zip([*events, anonymous], [*valid, anonymous_row], strict=True):
+        assert {c: row[c] for c in WEB_EVENTS.columns} == event
+        assert row["_parse_error"] is None
+        # 23:30 UTC on the 14th in every style; 00:30 at +01:00 on the 15th is 23:30 UTC the 14th too.
+        assert row["partition_date"] == date(2024, 11, 14), row["event_ts"]
+    assert anonymous_row["customer_id"] is None
+    assert lacking_row["_parse_error"] == "JSON object lacks keys: device"
+    assert truncated_row["_parse_error"] == "message is not a complete JSON object"
+    assert truncated_row["partition_date"] == sent[-1][2].date()
+
+    # Silver takes the day's streamed events as it takes a drop's: the one that lacks a key is quarantined.
+    batch = build_web_events(
+        table.where(F.col(PARTITION_COLUMN) == date(2024, 11, 14)),
+        spark.createDataFrame([], "event_id string, partition_date date"),
+    )
+    assert {r.event_id for r in batch.accepted.collect()} == {e["event_id"] for e in [*events, anonymous]}
+    assert [(r.record_key, r.quarantine_rule) for r in batch.quarantined.collect()] == [
+        ("EL", "malformed_row")
+    ]

@@ -39,10 +39,12 @@ class CompactJson(Serializer):
 KEY_SERIALIZER = DefaultSerializer()  # str keys in UTF-8
 
 TRANSACTIONS_TOPIC = "transactions"
+WEB_EVENTS_TOPIC = "web-events"
 FRAUD_ALERTS_TOPIC = "fraud-alerts"
-# Partitions per topic. Transactions are keyed by customer, so a customer's events stay in order
-# in one partition; three partitions let up to three consumers share the load on a small machine.
-TOPICS = {TRANSACTIONS_TOPIC: 3, FRAUD_ALERTS_TOPIC: 3}
+# Partitions per topic. Transactions and web events are keyed by customer (a web event without one
+# by its session), so a customer's events stay in order in one partition; three partitions let up
+# to three consumers share the load on a small machine.
+TOPICS = {TRANSACTIONS_TOPIC: 3, WEB_EVENTS_TOPIC: 3, FRAUD_ALERTS_TOPIC: 3}
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 

@@ -48,6 +48,7 @@ from techmart_assets.streaming.broker import (
     TRANSACTIONS_TOPIC,
     CompactJson,
 )
+from techmart_assets.streaming.ingestion import read_topic
 from techmart_assets.streaming.rules import (
     CustomerState,
     FraudConfig,
@@ -138,18 +139,7 @@ def read_transactions(
     spark: SparkSession, bootstrap: str, starting: str = "earliest", tasks: int | None = None
 ) -> DataFrame:
     """The `transactions` topic as a stream; `tasks`: read each micro-batch in at least that many tasks."""
-    reader = spark.readStream.format("kafka")
-    if tasks:
-        reader = reader.option("minPartitions", str(tasks))  # offset ranges split into shorter tasks
-    return (
-        reader.option("kafka.bootstrap.servers", bootstrap)
-        .option("subscribe", TRANSACTIONS_TOPIC)
-        .option("startingOffsets", starting)
-        # A micro-batch reads up to offsets that exist: without this the broker holds each partition's
-        # last fetch for its default 500 ms waiting for more, which is most of a small batch's time.
-        .option("kafka.fetch.max.wait.ms", "20")
-        .load()
-    )
+    return read_topic(spark, bootstrap, TRANSACTIONS_TOPIC, starting, tasks)
 
 
 def parse(messages: DataFrame) -> DataFrame:

@@ -58,7 +58,7 @@ IN_PROGRESS = [
 class FraudStreamConfig(dg.Config):
     duration_s: float = 0.0  # 0: until the run is terminated
     detection_trigger_s: float = 1.0
-    ingestion: bool = True  # land the topic in bronze transactions too
+    ingestion: bool = True  # land the topics in bronze transactions and web events too
     live_sales: bool = True  # the per-minute sales aggregate
 
 

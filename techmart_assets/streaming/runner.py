@@ -1,9 +1,10 @@
-"""The long-running streaming job: every query on the `transactions` topic, started, watched and stopped
-together. `techmart fraud run` and the Dagster `fraud_stream` job run this same code.
+"""The long-running streaming job: every query on the `transactions` and `web-events` topics, started,
+watched and stopped together. `techmart fraud run` and the Dagster `fraud_stream` job run this same code.
 
 Queries (each with its checkpoint under `<lakehouse>/checkpoints/`):
 - `fraud_detection` (fraud.py): alerts in seconds, bad messages kept as dead letters;
-- `bronze_ingestion` (ingestion.py): the topic into bronze transactions, exactly once;
+- `bronze_ingestion` and `bronze_web_events_ingestion` (ingestion.py): the topics into bronze
+  transactions and bronze web events, exactly once;
 - `live_sales_by_minute` (live_sales.py): the watermarked per-minute sales aggregate.
 
 While running, a heartbeat file (`checkpoints/stream_health.json`) is rewritten every few seconds with
@@ -29,7 +30,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.streaming import fraud
-from techmart_assets.streaming.ingestion import start_ingestion
+from techmart_assets.streaming.ingestion import INGESTIONS, start_ingestion
 from techmart_assets.streaming.live_sales import product_categories, start_live_sales
 from techmart_assets.streaming.rules import FraudConfig
 
@@ -180,16 +181,18 @@ class StreamRunner:
         # short tasks, so a core they hold is free again soon for detection.
         context.setLocalProperty(POOL, BACKGROUND_POOL)
         if options.ingestion:
-            self.queries.append(
+            self.queries += [
                 start_ingestion(
                     self.spark,
-                    tables.table("bronze", "transactions"),
-                    f"{tables.checkpoints}/ingestion",
+                    tables.table("bronze", ingestion.source.name),
+                    f"{tables.checkpoints}/{ingestion.checkpoint}",
                     self.bootstrap,
                     options.ingestion_trigger_s,
                     BACKGROUND_TASKS,
+                    ingestion.source,
                 )
-            )
+                for ingestion in INGESTIONS.values()
+            ]
         if options.live_sales:
             state_partitions = {SHUFFLE_PARTITIONS: str(fraud.STATE_PARTITIONS)}
             with session_settings(self.spark, state_partitions):
