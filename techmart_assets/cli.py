@@ -121,19 +121,30 @@ def run_stream(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     count = max(1, round(args.rate * args.duration))
     history = producer.read_history(_table_path(settings, "silver/transactions"))
-    planned = producer.plan(count, seed=args.seed, fraud_rate=args.fraud_rate, history=history)
+    web_rate = 2 * args.rate if args.web_rate is None else args.web_rate
+    planned = producer.plan(
+        count,
+        seed=args.seed,
+        fraud_rate=args.fraud_rate,
+        history=history,
+        web_events_per_sale=web_rate / args.rate,
+    )
     labels = args.labels or f"{settings.lakehouse_root}/streaming/labels-{time.strftime('%Y%m%dT%H%M%S')}.csv"
     producer.write_labels(planned.labels, Path(labels))
     print(
-        f"sending {len(planned.messages):,} transactions to {settings.kafka_bootstrap} at {args.rate:g}/s "
-        f"({len(planned.labels)} fraud rows injected, labels in {labels})"
+        f"sending {len(planned.messages):,} transactions at {args.rate:g}/s and {len(planned.web_events):,} "
+        f"web events to {settings.kafka_bootstrap} ({len(planned.labels)} fraud rows injected, labels in "
+        f"{labels})"
     )
     try:
         result = producer.send(planned, settings.kafka_bootstrap, args.rate)
     except broker.BrokerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"sent {result.sent:,}, failed {result.failed:,}" + (f": {result.errors}" if result.errors else ""))
+    print(
+        f"sent {result.sent:,} transactions and {result.web_sent:,} web events, failed {result.failed:,}"
+        + (f": {result.errors}" if result.errors else "")
+    )
     return 0 if result.failed == 0 else 1
 
 
@@ -188,13 +199,14 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
         broker.ensure_topics(config.bootstrap)
         # The clean sales repeat the customers' purchases in silver (their usual basket).
         history = producer.read_history(_table_path(settings, "silver/transactions"))
-        planned = producer.plan(round(rate * seconds), history=history)
+        planned = producer.plan(round(rate * seconds), history=history, web_events_per_sale=2.0)
         labels = producer.write_labels(
             planned.labels, Path(settings.lakehouse_root) / "streaming" / "labels.csv"
         )
         print(
             f"broker on {config.bootstrap}; sending {len(planned.messages):,} transactions at {rate:g}/s "
-            f"({len(planned.labels)} fraud rows, labels in {labels})"
+            f"and {len(planned.web_events):,} web events ({len(planned.labels)} fraud rows, labels in "
+            f"{labels})"
         )
         sent: list[producer.StreamResult] = []
         since = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)  # Spark's naive UTC
@@ -227,6 +239,10 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
             closed = live_sales.where(F.col("minute_start") >= since).select("minute_start").distinct()
             minutes = closed.count()
             streamed = read(tables.table("bronze", "transactions")).where(ours).count()
+            event_ids = [e["event_id"] for e in planned.web_events]
+            web_streamed = (
+                read(tables.table("bronze", "web_events")).where(F.col("event_id").isin(event_ids)).count()
+            )
         finally:
             spark.stop()
     finally:
@@ -236,7 +252,8 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
     injected = {label["record_id"] for label in planned.labels}
     print(
         f"\nRun {result.run_id} {'succeeded' if result.success else 'FAILED'}: sent {sent[0].sent:,} "
-        f"(failed {sent[0].failed}), bronze got {streamed:,} streamed rows, {dead} dead letters, "
+        f"transactions and {sent[0].web_sent:,} web events (failed {sent[0].failed}), bronze got "
+        f"{streamed:,} and {web_streamed:,} of them, {dead} dead letters, "
         f"{minutes} closed minutes of live sales"
     )
     if health and (cities := describe_cities(health)):
@@ -394,9 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
     kafka.set_defaults(func=run_kafka)
 
     stream = sub.add_parser(
-        "stream", help="send live transactions (with labelled fraud) to the transactions topic"
+        "stream",
+        help="send live transactions (with labelled fraud) to the transactions topic, and the web "
+        "sessions around them to the web-events topic",
     )
-    stream.add_argument("--rate", type=float, default=100.0, help="messages per second")
+    stream.add_argument("--rate", type=float, default=100.0, help="transactions per second")
+    stream.add_argument(
+        "--web-rate",
+        type=float,
+        help="web events per second, about (default twice --rate; 0: none)",
+    )
     stream.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
     stream.add_argument(
         "--seed", type=int, default=GeneratorConfig.seed, help="generator seed (the demo data's)"

@@ -71,7 +71,11 @@ def test_the_sensor_starts_the_job_reports_lag_and_records_alerts(
         # No bad message: the dead letters' table is there all the same, and empty.
         assert spark.read.format("delta").load(tables.fraud.dead_letters).count() == 0
         health = read_health(tables.health_file)
-        assert {q["name"] for q in health["queries"]} == {fraud.DETECTION_QUERY, "bronze_ingestion"}
+        assert {q["name"] for q in health["queries"]} == {
+            fraud.DETECTION_QUERY,
+            "bronze_ingestion",
+            "bronze_web_events_ingestion",
+        }
         assert not any(q["active"] for q in health["queries"])  # stopped by the run's end
 
         # Not running, every message read: no new run, and the alert becomes a materialization.

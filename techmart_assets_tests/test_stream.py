@@ -1,5 +1,6 @@
-"""`techmart stream` against the real broker: every planned transaction arrives once, keyed by its
-customer, in the documented format, and the labels name fraud rows that were sent."""
+"""`techmart stream` against the real broker: every planned transaction and web event arrives once,
+keyed by its customer (an anonymous visitor's event by its session), in the documented format; the
+web sessions' purchases are the sales sent, and the labels name fraud rows that were sent."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer
 
-from techmart_assets.sources import TRANSACTIONS
+from techmart_assets.sources import TRANSACTIONS, WEB_EVENTS
 from techmart_assets.streaming import broker, producer
 from techmart_assets_tests.support import free_port_pair
 
@@ -93,6 +94,83 @@ def test_every_message_arrives_once_keyed_by_customer(kafka: broker.BrokerConfig
 
     labels = producer.write_labels(planned.labels, tmp_path / "labels.csv")
     assert labels.read_text().splitlines()[0] == ",".join(producer.LABEL_HEADER)
+
+
+def consume(bootstrap: str, topic: str) -> list:
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
+
+def test_web_sessions_go_with_the_sales_and_their_purchases_are_sales_sent() -> None:
+    now = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+    history = {"C0000001": [producer.Purchase("P000001", 1, 10.0, 10.0)]}
+    planned = producer.plan(800, fraud_rate=0.01, now=now, history=history, web_events_per_sale=2.0)
+    events = planned.web_events
+    assert 1.5 * 800 <= len(events) <= 2.5 * 800
+    assert all(set(e) == set(WEB_EVENTS.columns) for e in events)
+    assert len({e["event_id"] for e in events}) == len(events)
+    assert all(str(e["event_id"]).startswith("EVL260115120000") for e in events)
+    assert all(str(e["session_id"]).startswith("SEL260115120000") for e in events)
+    assert planned.web_positions == sorted(planned.web_positions)
+    assert planned.web_positions[0] >= 0 and planned.web_positions[-1] <= len(planned.messages)
+
+    sessions: dict[object, list[dict]] = {}
+    for event in events:
+        sessions.setdefault(event["session_id"], []).append(event)
+    sales = {(m["customer_id"], m["product_id"]) for m in planned.messages}
+    bought = 0
+    for session in sessions.values():
+        assert len({e["customer_id"] for e in session}) == 1  # a visitor is known or not, all session long
+        if session[-1]["event_type"] != "purchase":
+            assert "purchase" not in {e["event_type"] for e in session}
+            continue
+        bought += 1
+        purchase = session[-1]
+        assert (purchase["customer_id"], purchase["product_id"]) in sales
+        steps = [e["event_type"] for e in session]
+        assert {"add_to_cart", "checkout"} <= set(steps)
+        assert steps.index("add_to_cart") < steps.index("checkout") < steps.index("purchase")
+        cart = next(e for e in session if e["event_type"] == "add_to_cart")
+        assert cart["product_id"] == purchase["product_id"]
+        assert any(e["page_url"] == f"/product/{purchase['product_id']}" for e in session)
+    assert bought > 20 and len(sessions) - bought > 100  # buying and browsing sessions both
+    assert any(e["customer_id"] is None for e in events)  # anonymous visitors too
+
+    # The schedule puts each purchase just before its sale.
+    scheduled = producer.schedule(planned)
+    assert [m for _, t, m in scheduled if t == broker.TRANSACTIONS_TOPIC] == planned.messages
+    for i, (_, topic, message) in enumerate(scheduled):
+        if topic == broker.WEB_EVENTS_TOPIC and message["event_type"] == "purchase":
+            sale = next(m for _, t, m in scheduled[i:] if t == broker.TRANSACTIONS_TOPIC)
+            assert (sale["customer_id"], sale["product_id"]) == (
+                message["customer_id"],
+                message["product_id"],
+            )
+
+
+def test_web_events_arrive_once_keyed_by_customer_or_session(kafka: broker.BrokerConfig) -> None:
+    planned = producer.plan(300, fraud_rate=0.01, web_events_per_sale=2.0)
+    before = datetime.now(UTC)
+    result = producer.send(planned, kafka.bootstrap, rate=300)
+    after = datetime.now(UTC)
+    assert (result.sent, result.web_sent, result.failed) == (300, len(planned.web_events), 0)
+
+    received = consume(kafka.bootstrap, broker.WEB_EVENTS_TOPIC)
+    values = [json.loads(m.value) for m in received]
+    mine = {v["event_id"]: (m, v) for m, v in zip(received, values, strict=True)}
+    assert set(mine) >= {e["event_id"] for e in planned.web_events}
+    for event in planned.web_events:
+        message, value = mine[event["event_id"]]
+        assert message.key.decode() == (event["customer_id"] or event["session_id"])
+        assert {k: v for k, v in value.items() if k != "event_ts"} == {
+            k: v for k, v in event.items() if k != "event_ts"
+        }
+        assert before <= datetime.fromisoformat(value["event_ts"]) <= after
 
 
 def test_a_broker_that_is_not_there_is_a_clear_error() -> None:
