@@ -290,7 +290,11 @@ def main() -> None:
         settings = dataclasses.replace(Settings.from_env(), lakehouse_root=str(work / "spark"))
         spark = spark_session_from_config(spark_config(settings))
         try:
-            options = StreamOptions(ingestion=not args.fraud_only, live_sales=not args.fraud_only)
+            options = StreamOptions(
+                ingestion=not args.fraud_only,
+                live_sales=not args.fraud_only,
+                live_features=not args.fraud_only,
+            )
             results = [
                 run_rate(spark, work, profiles, history, rate, args.duration, args.warmup, options, customers)
                 for rate in rates

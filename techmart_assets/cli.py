@@ -161,7 +161,11 @@ def run_fraud(args: argparse.Namespace) -> int:
     # `kill <pid>` stops as cleanly as Ctrl-C: the queries finish their micro-batch first.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     spark = spark_session_from_config(spark_config(settings))
-    options = StreamOptions(ingestion=not args.no_ingestion, live_sales=not args.no_live_sales)
+    options = StreamOptions(
+        ingestion=not args.no_ingestion,
+        live_sales=not args.no_live_sales,
+        live_features=not args.no_live_features,
+    )
     runner = StreamRunner(
         spark, StreamTables(settings.lakehouse_root), settings.kafka_bootstrap, options, print
     )
@@ -433,12 +437,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream.set_defaults(func=run_stream)
 
-    fraud = sub.add_parser("fraud", help="the streaming fraud detection (and bronze ingestion, live sales)")
+    fraud = sub.add_parser(
+        "fraud",
+        help="the streaming job: fraud detection, bronze ingestion, live sales, live customer features",
+    )
     fraud_sub = fraud.add_subparsers(dest="action", required=True)
     fraud_run = fraud_sub.add_parser("run", help="run the streaming queries in the foreground until Ctrl-C")
     fraud_run.add_argument("--duration", type=float, help="stop after this many seconds")
     fraud_run.add_argument("--no-ingestion", action="store_true", help="do not land the topics in bronze")
     fraud_run.add_argument("--no-live-sales", action="store_true", help="no per-minute sales aggregate")
+    fraud_run.add_argument(
+        "--no-live-features", action="store_true", help="no live customer features from the web-events topic"
+    )
     fraud_run.set_defaults(func=run_fraud)
 
     checks = sub.add_parser("checks", help="asset check results from the project's Dagster instance")

@@ -272,12 +272,34 @@ class BatchLedger:
             mode="append",
             partition_by=list(partition_by) or None,
             configuration=configuration if new else None,
-            commit_properties=deltalake.CommitProperties(
-                custom_metadata={"userMetadata": marker.metadata},
-                app_transactions=[deltalake.Transaction(app_id=marker.query_id, version=marker.batch_id)],
-            ),
+            commit_properties=_commit_properties(marker),
         )
         self._last[marker.query_id] = marker.batch_id
+
+    def merge_rows(
+        self, rows: pa.Table, marker: BatchMarker, predicate: str, updates: dict[str, str] | None = None
+    ) -> None:
+        """MERGE the Arrow table `rows` (alias `source`) into the existing table (alias `target`) on
+        `predicate`, in one delta-rs commit carrying `marker` (as `append_rows`): a matched row takes
+        `updates` (column -> SQL over `target` and `source`; default: the source's row), the others
+        are inserted."""
+        merger = deltalake.DeltaTable(self.path).merge(
+            rows,
+            predicate,
+            source_alias="source",
+            target_alias="target",
+            commit_properties=_commit_properties(marker),
+        )
+        merger = merger.when_matched_update(updates) if updates else merger.when_matched_update_all()
+        merger.when_not_matched_insert_all().execute()
+        self._last[marker.query_id] = marker.batch_id
+
+
+def _commit_properties(marker: BatchMarker) -> deltalake.CommitProperties:
+    return deltalake.CommitProperties(
+        custom_metadata={"userMetadata": marker.metadata},
+        app_transactions=[deltalake.Transaction(app_id=marker.query_id, version=marker.batch_id)],
+    )
 
 
 def append_batches(

@@ -75,6 +75,7 @@ def test_the_sensor_starts_the_job_reports_lag_and_records_alerts(
             fraud.DETECTION_QUERY,
             "bronze_ingestion",
             "bronze_web_events_ingestion",
+            "live_features",
         }
         assert not any(q["active"] for q in health["queries"])  # stopped by the run's end
 

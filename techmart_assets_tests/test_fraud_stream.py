@@ -442,17 +442,19 @@ def test_customer_profiles_follow_the_rules_definition(spark: SparkSession) -> N
     """The Spark profiles (from silver) equal `rules.build_profile` on the same purchases."""
     config = FraudConfig()
     purchases = [
-        ("T1", "C1", datetime(2025, 6, 1, 10), Decimal("100.0"), "completed"),
-        ("T2", "C1", datetime(2025, 6, 2, 2), Decimal("300.0"), "completed"),  # at night
-        ("T3", "C1", datetime(2025, 6, 3, 15), Decimal("200.0"), "completed"),
-        ("T4", "C1", datetime(2025, 6, 4, 15), Decimal("9000.0"), "cancelled"),  # not a purchase
-        ("T5", "C1", datetime(2025, 7, 1, 15), Decimal("9000.0"), "completed"),  # after as_of
-        ("T6", "C2", datetime(2025, 6, 1, 12), Decimal("50.0"), "completed"),
+        ("T1", "C1", datetime(2025, 6, 1, 10), Decimal("100.0"), "completed", "Audio"),
+        ("T2", "C1", datetime(2025, 6, 2, 2), Decimal("300.0"), "completed", "Laptops"),  # at night
+        ("T3", "C1", datetime(2025, 6, 3, 15), Decimal("200.0"), "completed", "Laptops"),
+        ("T4", "C1", datetime(2025, 6, 4, 15), Decimal("9000.0"), "cancelled", "TVs"),  # not a purchase
+        ("T5", "C1", datetime(2025, 7, 1, 15), Decimal("9000.0"), "completed", "TVs"),  # after as_of
+        ("T7", "C1", datetime(2025, 6, 5, 15), Decimal("20.0"), "completed", "Accessories"),
+        ("T8", "C1", datetime(2025, 6, 6, 15), Decimal("30.0"), "completed", "Phones"),
+        ("T6", "C2", datetime(2025, 6, 1, 12), Decimal("50.0"), "completed", None),
     ]
     transactions = spark.createDataFrame(
         purchases,
         "transaction_id string, customer_id string, transaction_ts timestamp, "
-        "total_amount decimal(12,2), status string",
+        "total_amount decimal(12,2), status string, product_category string",
     )
     customers = spark.createDataFrame(
         [("C1", "France", False), ("C1", "Morocco", True), ("C2", "Morocco", True), ("C3", "Spain", True)],
@@ -464,7 +466,7 @@ def test_customer_profiles_follow_the_rules_definition(spark: SparkSession) -> N
     for customer, home in (("C1", "Morocco"), ("C2", "Morocco"), ("C3", "Spain")):
         history = [
             (float(amount), ts.replace(tzinfo=UTC).timestamp())
-            for _, c, ts, amount, status in purchases
+            for _, c, ts, amount, status, _ in purchases
             if c == customer and status == "completed" and ts.date() <= as_of
         ]
         want = build_profile(customer, home, history, config)
@@ -475,7 +477,10 @@ def test_customer_profiles_follow_the_rules_definition(spark: SparkSession) -> N
         assert got.night_share == pytest.approx(want.night_share)
         assert got.max_amount == pytest.approx(want.max_amount)
         assert got.as_of == as_of
-    assert built["C1"].night_share == pytest.approx(1 / 3)
+    assert built["C1"].night_share == pytest.approx(1 / 5)
+    # Most bought first, a tie by name, three at most; none known: none.
+    assert built["C1"].favourite_categories == ["Laptops", "Accessories", "Audio"]
+    assert built["C2"].favourite_categories == [] and built["C3"].favourite_categories == []
 
 
 def test_python_workers_start_with_the_detection_already_imported(spark: SparkSession) -> None:

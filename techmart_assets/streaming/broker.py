@@ -41,10 +41,13 @@ KEY_SERIALIZER = DefaultSerializer()  # str keys in UTF-8
 TRANSACTIONS_TOPIC = "transactions"
 WEB_EVENTS_TOPIC = "web-events"
 FRAUD_ALERTS_TOPIC = "fraud-alerts"
+CUSTOMER_FEATURES_TOPIC = "customer-features"
 # Partitions per topic. Transactions and web events are keyed by customer (a web event without one
 # by its session), so a customer's events stay in order in one partition; three partitions let up
 # to three consumers share the load on a small machine.
-TOPICS = {TRANSACTIONS_TOPIC: 3, WEB_EVENTS_TOPIC: 3, FRAUD_ALERTS_TOPIC: 3}
+TOPICS = {TRANSACTIONS_TOPIC: 3, WEB_EVENTS_TOPIC: 3, FRAUD_ALERTS_TOPIC: 3, CUSTOMER_FEATURES_TOPIC: 3}
+# The shop reads each customer's latest features: the topic keeps the latest message per key.
+TOPIC_CONFIGS = {CUSTOMER_FEATURES_TOPIC: {"cleanup.policy": "compact"}}
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
 
@@ -279,7 +282,12 @@ def ensure_topics(bootstrap: str, topics: dict[str, int] | None = None) -> list[
     try:
         existing = set(admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=partitions, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=partitions,
+                replication_factor=1,
+                topic_configs=TOPIC_CONFIGS.get(name, {}),
+            )
             for name, partitions in (topics or TOPICS).items()
             if name not in existing
         ]

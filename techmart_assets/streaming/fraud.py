@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime
@@ -57,6 +56,7 @@ from techmart_assets.streaming.rules import (
     evaluate,
     placeable,
 )
+from techmart_assets.streaming.table_cache import TableCache, cached
 from techmart_assets.timestamps import iso_timestamp, iso_timestamp_problem
 
 DETECTION_QUERY = "fraud_detection"
@@ -277,57 +277,33 @@ def _output(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=DETECTION_OUTPUT.fieldNames())
 
 
-class ProfileCache:
-    """The customer profiles table in a Python worker's memory, read again when its version changes.
+def load_profiles(table: deltalake.DeltaTable) -> dict[str, Profile]:
+    """The profiles table as `Profile`s by customer. Long and double columns: ints and floats. A table
+    written before a column was added (until the next build of the profiles) leaves it at the
+    Profile's default."""
+    present = {f.name for f in table.schema().fields}
+    columns = [f.name for f in fields(Profile) if f.name in present]
+    return {
+        row["customer_id"]: Profile(**row)
+        for row in table.to_pyarrow_table(columns=columns).to_pylist()
+        if row["customer_id"] is not None and row["home_country"] is not None
+    }
 
-    Read with the `deltalake` library (no Spark in a worker). Until the batch job has written the
-    table, every customer is without a profile (the profile rules stay silent for them).
-    """
+
+class ProfileCache(TableCache[Profile]):
+    """The customer profiles table in a Python worker's memory (`TableCache`): until the batch job
+    has written it, every customer is without a profile (the profile rules stay silent for them)."""
 
     def __init__(self, path: str, refresh_s: float = PROFILE_REFRESH_S) -> None:
-        self.path, self.refresh_s = path, refresh_s
-        self.version: int | None = None
-        self.checked = float("-inf")
-        self.profiles: dict[str, Profile] = {}
+        super().__init__(path, load_profiles, refresh_s)
 
-    def get(self, customer_id: str) -> Profile | None:
-        now = time.monotonic()
-        if now - self.checked >= self.refresh_s:
-            self.checked = now
-            self._refresh()
-        return self.profiles.get(customer_id)
-
-    def _refresh(self) -> None:
-        from deltalake import DeltaTable
-        from deltalake.exceptions import TableNotFoundError
-
-        try:
-            table = DeltaTable(self.path)
-        except TableNotFoundError:
-            return
-        version = table.version()
-        if version == self.version:
-            return
-        # Long and double columns: ints and floats. A table written before a column was added (until
-        # the next build of the profiles) leaves it at the Profile's default.
-        present = {field.name for field in table.schema().fields}
-        columns = [f.name for f in fields(Profile) if f.name in present]
-        self.profiles = {
-            row["customer_id"]: Profile(**row)
-            for row in table.to_pyarrow_table(columns=columns).to_pylist()
-            if row["customer_id"] is not None and row["home_country"] is not None
-        }
-        self.version = version
+    @property
+    def profiles(self) -> dict[str, Profile]:
+        return self.values
 
 
-# One cache per profiles table in each Python worker, kept from one micro-batch to the next.
-_PROFILE_CACHES: dict[str, ProfileCache] = {}
-
-
-def profile_cache(path: str) -> ProfileCache:
-    if path not in _PROFILE_CACHES:
-        _PROFILE_CACHES[path] = ProfileCache(path)
-    return _PROFILE_CACHES[path]
+def profile_cache(path: str) -> TableCache[Profile]:
+    return cached(path, load_profiles, PROFILE_REFRESH_S)
 
 
 def _utc(seconds: float) -> pd.Timestamp:

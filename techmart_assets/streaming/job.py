@@ -60,11 +60,13 @@ class FraudStreamConfig(dg.Config):
     detection_trigger_s: float = 1.0
     ingestion: bool = True  # land the topics in bronze transactions and web events too
     live_sales: bool = True  # the per-minute sales aggregate
+    live_features: bool = True  # sessions, customer features and the funnel from the web-events topic
 
 
 @dg.op(
-    description="Runs the fraud detection (alerts and dead letters), bronze ingestion and per-minute sales "
-    "queries on the `transactions` topic until the run is terminated.",
+    description="Runs the fraud detection (alerts and dead letters), bronze ingestion, per-minute sales "
+    "and live customer features queries on the `transactions` and `web-events` topics until the run is "
+    "terminated.",
     tags={"kind": "spark"},
 )
 def run_streaming_queries(
@@ -78,6 +80,7 @@ def run_streaming_queries(
         detection_trigger_s=config.detection_trigger_s,
         ingestion=config.ingestion,
         live_sales=config.live_sales,
+        live_features=config.live_features,
         fraud=FraudConfig(),
     )
     runner = StreamRunner(
@@ -89,8 +92,9 @@ def run_streaming_queries(
 
 @dg.job(
     name=FRAUD_JOB,
-    description="The long-running streaming job: fraud alerts within seconds, bronze ingestion and live "
-    "sales from the `transactions` topic. Started and watched by `fraud_stream_sensor`.",
+    description="The long-running streaming job: fraud alerts within seconds, bronze ingestion, live "
+    "sales and live customer features from the `transactions` and `web-events` topics. Started and "
+    "watched by `fraud_stream_sensor`.",
     tags={WORKLOAD_TAG: WORKLOAD_STREAM},
 )
 def fraud_stream_job() -> None:

@@ -5,7 +5,9 @@ Queries (each with its checkpoint under `<lakehouse>/checkpoints/`):
 - `fraud_detection` (fraud.py): alerts in seconds, bad messages kept as dead letters;
 - `bronze_ingestion` and `bronze_web_events_ingestion` (ingestion.py): the topics into bronze
   transactions and bronze web events, exactly once;
-- `live_sales_by_minute` (live_sales.py): the watermarked per-minute sales aggregate.
+- `live_sales_by_minute` (live_sales.py): the watermarked per-minute sales aggregate;
+- `live_features` (live_features.py): sessions, per-customer features and suggestions, and the
+  per-minute funnel, from the `web-events` topic.
 
 While running, a heartbeat file (`checkpoints/stream_health.json`) is rewritten every few seconds with
 each query's last progress and, since the run started, the valid transactions whose city the city
@@ -29,8 +31,11 @@ from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
-from techmart_assets.streaming import fraud
-from techmart_assets.streaming.ingestion import INGESTIONS, start_ingestion
+from techmart_assets.streaming import fraud, live_features
+from techmart_assets.streaming.behaviour import BehaviourConfig
+from techmart_assets.streaming.broker import WEB_EVENTS_TOPIC
+from techmart_assets.streaming.ingestion import INGESTIONS, read_topic, start_ingestion
+from techmart_assets.streaming.live_features import LivePaths
 from techmart_assets.streaming.live_sales import product_categories, start_live_sales
 from techmart_assets.streaming.rules import FraudConfig
 
@@ -65,6 +70,16 @@ class StreamTables:
         return Path(self.checkpoints) / HEALTH_FILE
 
     @property
+    def live(self) -> LivePaths:
+        return LivePaths(
+            features=self.table("gold", "customer_live_features"),
+            funnel=self.table("gold", "live_funnel_by_minute"),
+            products=self.table("silver", "products"),
+            profiles=self.table("gold", "customer_profiles"),
+            checkpoint=f"{self.checkpoints}/live_features",
+        )
+
+    @property
     def fraud(self) -> fraud.StreamPaths:
         return fraud.StreamPaths(
             alerts=self.table("gold", "fraud_alerts"),
@@ -80,10 +95,13 @@ class StreamOptions:
     # The other queries run less often: each batch has a fixed cost that detection would wait for.
     ingestion_trigger_s: float = 30.0
     live_sales_trigger_s: float = 30.0
+    live_features_trigger_s: float = 1.0
     heartbeat_s: float = 5.0
     ingestion: bool = True
     live_sales: bool = True
+    live_features: bool = True
     fraud: FraudConfig = field(default_factory=FraudConfig)
+    behaviour: BehaviourConfig = field(default_factory=BehaviourConfig)
 
 
 def progress_summary(query: StreamingQuery) -> dict[str, object]:
@@ -138,6 +156,23 @@ class CityCounts:
         }
 
 
+@dataclass
+class WebEventCounts:
+    """The web events `live_features` followed and the messages it could not (not a web event),
+    summed over its micro-batches since the runner started; a replayed batch is counted once."""
+
+    valid: int = 0
+    invalid: int = 0
+    last_batch_id: int = -1
+
+    def add(self, batch_id: int, valid: int, invalid: int) -> None:
+        if batch_id <= self.last_batch_id:
+            return
+        self.last_batch_id = batch_id
+        self.valid += valid
+        self.invalid += invalid
+
+
 def _offsets(value: object) -> dict[str, dict[str, int]] | None:
     if isinstance(value, str):  # pyspark hands the Kafka offsets over as a JSON string
         value = json.loads(value)
@@ -160,6 +195,9 @@ class StreamRunner:
         self.log_info = log_info
         self.queries: list[StreamingQuery] = []
         self.cities = CityCounts()
+        self.web_events = WebEventCounts()
+        self.late_dropped = 0  # summed over live_features' progress reports
+        self._late_seen: set[str] = set()
 
     def start(self) -> list[StreamingQuery]:
         options, tables = self.options, self.tables
@@ -207,6 +245,18 @@ class StreamRunner:
                         options.live_sales_trigger_s,
                     )
                 )
+        if options.live_features:
+            with session_settings(self.spark, {SHUFFLE_PARTITIONS: str(live_features.STATE_PARTITIONS)}):
+                self.queries.append(
+                    live_features.start_live_features(
+                        read_topic(self.spark, self.bootstrap, WEB_EVENTS_TOPIC, tasks=BACKGROUND_TASKS),
+                        tables.live,
+                        self.bootstrap,
+                        options.behaviour,
+                        options.live_features_trigger_s,
+                        on_tally=self.web_events.add,
+                    )
+                )
         context.setLocalProperty(POOL, None)
         self.log_info(f"started {', '.join(q.name for q in self.queries)} on {self.bootstrap}")
         return self.queries
@@ -218,7 +268,27 @@ class StreamRunner:
             "bootstrap": self.bootstrap,
             "queries": [progress_summary(q) for q in self.queries],
             "cities": self.cities.summary(),
+            "web_events": {
+                "valid": self.web_events.valid,
+                "invalid": self.web_events.invalid,
+                "late_dropped": self._count_late(),
+            },
         }
+
+    def _count_late(self) -> int:
+        """Late events dropped since the start: each progress report (by its batch) counted once."""
+        for query in self.queries:
+            if query.name != live_features.LIVE_FEATURES_QUERY:
+                continue
+            for progress in query.recentProgress:
+                batch = f"{progress.get('id')}:{progress.get('batchId')}"
+                if batch not in self._late_seen:
+                    self._late_seen.add(batch)
+                    self.late_dropped += sum(
+                        int(op.get("numRowsDroppedByWatermark") or 0)
+                        for op in progress.get("stateOperators") or []
+                    )
+        return self.late_dropped
 
     def write_heartbeat(self) -> dict[str, object]:
         health = self.health()

@@ -1,0 +1,432 @@
+"""The live behaviour stream: Kafka `web-events` -> per-customer sessions and features -> Delta
+`gold/customer_live_features`, the compacted `customer-features` topic, and the per-minute funnel.
+
+One Structured Streaming query, `live_features`, with its checkpoint in `checkpoints/live_features`:
+- Each valid web event goes to its visitor (the customer, or the session of an anonymous visitor),
+  whose `behaviour.Activity` is checkpointed state (`applyInPandasWithState`; visitors grouped in
+  state buckets, as the fraud detection groups customers). Events are watermarked on their event
+  time (`LATE_AFTER_S`): a late event within it joins its session and counts; one later than that is
+  dropped by Spark, and the query's progress counts it (`late_events_dropped` in the heartbeat).
+- Every customer whose activity changed gets its features (`behaviour.features`) and the suggestion:
+  a MERGE by `customer_id` into `gold/customer_live_features` (delta-rs, one commit per micro-batch,
+  exactly once: `BatchLedger`; earlier states are the table's Delta versions), then a message keyed
+  by the customer on `customer-features` (compacted: the topic keeps each customer's latest).
+- A cart becomes abandoned without a new event of its customer: a bucket's event-time timeout fires
+  when the watermark passes the next abandonment, and its customers' features are updated then.
+- The funnel: each minute's sessions started, page and product views, carts, checkouts and
+  purchases are added into `gold/live_funnel_by_minute` (a MERGE that adds, exactly once), with the
+  minute's conversion (purchases per session started).
+- A message that is not a web event (not JSON, no time, no visitor) is counted, not followed:
+  bronze web events keeps it with the reason.
+
+Product categories come from silver products (current versions) and each customer's usual basket and
+favourite categories from `gold/customer_profiles`, both kept in the workers' memory (`TableCache`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import deltalake
+import pandas as pd
+import pyarrow as pa
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.streaming import StreamingQuery
+from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
+
+from techmart_assets.delta import BatchLedger
+from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
+from techmart_assets.sources import WEB_EVENTS
+from techmart_assets.streaming.behaviour import (
+    FEATURE_COLUMNS,
+    Activity,
+    BehaviourConfig,
+    Preferences,
+    WebEvent,
+    features,
+    next_abandonment,
+    observe,
+)
+from techmart_assets.streaming.broker import CUSTOMER_FEATURES_TOPIC, KEY_SERIALIZER, CompactJson
+from techmart_assets.streaming.table_cache import cached
+from techmart_assets.timestamps import iso_timestamp
+
+LIVE_FEATURES_QUERY = "live_features"
+LATE_AFTER_S = 120  # the watermark: events up to two minutes late still count
+STATE_BUCKETS = 64
+STATE_PARTITIONS = 2
+INVALID_BUCKET = -1
+ANONYMOUS = "~"  # an anonymous visitor's state key: "~" + its session id
+FEATURES, FUNNEL, TALLY = "features", "funnel", "tally"
+FUNNEL_STEPS = ("sessions", "page_views", "product_views", "carts", "checkouts", "purchases")
+TIME_COLUMNS = ("session_start", "session_last_event", "as_of", "last_received_at")
+
+OUTPUT = T.StructType([T.StructField("kind", T.StringType()), T.StructField("record", T.StringType())])
+STATE = T.StructType([T.StructField("visitors", T.StringType())])  # a line per visitor
+
+_CATEGORY_COUNTS = pa.list_(pa.struct([("category", pa.string()), ("views", pa.int64())]))
+_TIME = pa.timestamp("us", tz="UTC")
+FEATURES_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("session_id", pa.string()),
+        ("session_start", _TIME),
+        ("session_last_event", _TIME),
+        ("session_events", pa.int64()),
+        ("session_products", pa.list_(pa.string())),
+        ("session_categories", _CATEGORY_COUNTS),
+        ("session_bought_categories", pa.list_(pa.string())),
+        ("cart_products", pa.list_(pa.string())),
+        ("cart_abandoned", pa.bool_()),
+        ("abandoned_products", pa.list_(pa.string())),
+        ("categories_viewed_24h", _CATEGORY_COUNTS),
+        ("seconds_since_last_visit", pa.float64()),
+        ("purchases", pa.int64()),
+        ("usual_basket_mad", pa.float64()),
+        ("favourite_categories", pa.list_(pa.string())),
+        ("suggested_category", pa.string()),
+        ("suggestion", pa.string()),
+        ("as_of", _TIME),
+        ("last_received_at", _TIME),
+        ("updated_at", _TIME),
+    ]
+)
+assert FEATURES_SCHEMA.names[:-1] == list(FEATURE_COLUMNS), "the table's columns are the features'"
+FUNNEL_SCHEMA = pa.schema(
+    [
+        ("minute_start", _TIME),
+        *[(step, pa.int64()) for step in FUNNEL_STEPS],
+        ("conversion_rate", pa.float64()),
+        ("partition_date", pa.date32()),
+    ]
+)
+# Frequent small commits: a checkpoint every 100 keeps the log short to read without one per batch.
+TABLE_PROPERTIES = {"delta.checkpointInterval": "100"}
+
+
+@dataclass(frozen=True)
+class LivePaths:
+    features: str  # gold/customer_live_features
+    funnel: str  # gold/live_funnel_by_minute
+    products: str  # silver/products
+    profiles: str  # gold/customer_profiles
+    checkpoint: str
+
+
+def parse(messages: DataFrame) -> DataFrame:
+    """Kafka records -> one row per message: its state `bucket` (`INVALID_BUCKET` for a message that
+    is not a web event), its event time (`event_ts`, null for an invalid one: it neither moves the
+    watermark nor is dropped as late, so it is counted) and one JSON `payload` of what the tracker
+    reads."""
+    raw = F.col("value").cast("string")
+    fields = F.from_json(raw, T.MapType(T.StringType(), T.StringType()))
+    value = {c: F.nullif(F.trim(fields.getItem(c)), F.lit("")) for c in WEB_EVENTS.columns}
+    event_ts = iso_timestamp(fields.getItem("event_ts"))
+    visitor = F.coalesce(value["customer_id"], F.concat(F.lit(ANONYMOUS), value["session_id"]))
+    valid = fields.isNotNull() & event_ts.isNotNull() & visitor.isNotNull() & value["event_type"].isNotNull()
+    return messages.select(
+        F.when(valid, F.abs(F.xxhash64(visitor)) % STATE_BUCKETS).otherwise(INVALID_BUCKET).alias("bucket"),
+        F.when(valid, event_ts).alias("event_ts"),
+        F.when(
+            valid,
+            F.to_json(
+                F.struct(
+                    visitor.alias("visitor"),
+                    value["customer_id"].alias("customer_id"),
+                    value["session_id"].alias("session_id"),
+                    value["event_type"].alias("event_type"),
+                    value["product_id"].alias("product_id"),
+                    event_ts.cast("double").alias("event_s"),
+                    F.col("timestamp").cast("double").alias("received_s"),
+                )
+            ),
+        ).alias("payload"),
+    )
+
+
+def load_categories(table: deltalake.DeltaTable) -> dict[str, str]:
+    rows = table.to_pyarrow_table(columns=["product_id", "category", "is_current"]).to_pylist()
+    return {r["product_id"]: r["category"] for r in rows if r["is_current"] and r["product_id"]}
+
+
+def load_preferences(table: deltalake.DeltaTable) -> dict[str, Preferences]:
+    present = {f.name for f in table.schema().fields}
+    columns = [c for c in ("customer_id", "purchases", "mean_amount", "favourite_categories") if c in present]
+    preferences = {}
+    for row in table.to_pyarrow_table(columns=columns).to_pylist():
+        purchases = row.get("purchases") or 0
+        preferences[row["customer_id"]] = Preferences(
+            purchases=purchases,
+            usual_basket_mad=row.get("mean_amount") if purchases else None,
+            favourite_categories=tuple(row.get("favourite_categories") or ()),
+        )
+    return preferences
+
+
+def _lines(text: str | None) -> dict[str, str]:
+    """A bucket's state: visitor key (JSON) -> `key \\t last event time \\t activity JSON`."""
+    return {line[: line.index("\t")]: line for line in text.split("\n")} if text else {}
+
+
+def _line(key: str, activity: Activity) -> str:
+    return f"{key}\t{activity.last_event_s!r}\t{json.dumps(activity.to_data(), separators=(',', ':'))}"
+
+
+def _activity(line: str | None) -> Activity:
+    return Activity() if line is None else Activity.from_data(json.loads(line.split("\t", 2)[2]))
+
+
+def _features_record(row: dict[str, object]) -> str:
+    return json.dumps(row, default=lambda v: v.timestamp() if isinstance(v, datetime) else str(v))
+
+
+def tracker(config: BehaviourConfig, products_path: str, profiles_path: str):
+    """The function of `applyInPandasWithState`, called per state bucket and micro-batch (and when a
+    bucket's event-time timeout fires: a cart became abandoned). See the module's doc."""
+
+    def track(key: tuple, batches: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
+        payloads = [p for frame in batches for p in frame["payload"].tolist()]
+        if key[0] == INVALID_BUCKET:
+            yield pd.DataFrame([{"kind": TALLY, "record": json.dumps({"invalid": len(payloads)})}])
+            return
+        stored = state.get if state.exists else (None,)
+        lines = _lines(stored[0])
+        frontier = max((float(line.split("\t", 2)[1]) for line in lines.values()), default=float("-inf"))
+        watermark_ms = state.getCurrentWatermarkMs()
+        events: dict[str, list[WebEvent]] = {}
+        categories = cached(products_path, load_categories)
+        for payload in payloads:
+            row = json.loads(payload)
+            events.setdefault(row["visitor"], []).append(
+                WebEvent(
+                    row.get("customer_id"),
+                    row.get("session_id"),
+                    row["event_type"],
+                    row.get("product_id"),
+                    categories.get(row.get("product_id")),
+                    row["event_s"],
+                    row["received_s"],
+                )
+            )
+        before = frontier
+        now_s = max(frontier, watermark_ms / 1000, *(e.event_s for own in events.values() for e in own))
+        funnel: dict[int, dict[str, int]] = {}
+        changed: dict[str, Activity] = {}
+        for visitor, own in events.items():
+            line_key = json.dumps(visitor)
+            after = observe(_activity(lines.get(line_key)), own, config, funnel)
+            lines[line_key] = _line(line_key, after)
+            changed[visitor] = after
+        # Carts that became abandoned between the last frontier and this one, with no new event.
+        for line_key, line in lines.items():
+            visitor = json.loads(line_key)
+            if visitor in changed or visitor.startswith(ANONYMOUS):
+                continue
+            activity = _activity(line)
+            due = next_abandonment(activity, config)
+            if due is not None and before < due <= now_s:
+                changed[visitor] = activity
+        profiles = cached(profiles_path, load_preferences)
+        rows = [
+            {"kind": FEATURES, "record": _features_record(features(v, a, profiles.get(v), now_s, config))}
+            for v, a in changed.items()
+            if not v.startswith(ANONYMOUS)
+        ]
+        rows += [{"kind": FUNNEL, "record": json.dumps({"minute": m, **c})} for m, c in funnel.items()]
+        rows.append({"kind": TALLY, "record": json.dumps({"valid": len(payloads)})})
+        # A visitor is forgotten a day after its last event (long after any cart of it was abandoned).
+        kept = {
+            k: line for k, line in lines.items() if float(line.split("\t", 2)[1]) >= now_s - config.memory_s
+        }
+        state.update(("\n".join(kept.values()),))
+        pending = [
+            due_ms
+            for line in kept.values()
+            if (due := next_abandonment(_activity(line), config)) is not None
+            and (due_ms := int(due * 1000) + 1) > max(watermark_ms, now_s * 1000)
+        ]
+        if pending:  # called again once the watermark passes the next abandonment
+            state.setTimeoutTimestamp(min(pending))
+        yield pd.DataFrame(rows, columns=OUTPUT.fieldNames())
+
+    return track
+
+
+def _from_epoch(value: object) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(float(value), UTC)
+
+
+def features_table(records: list[str], updated_at: datetime) -> pa.Table:
+    """Feature records (JSON, times as epoch seconds) as the table's rows; a customer's latest wins."""
+    latest: dict[str, dict] = {}
+    for record in records:
+        row = json.loads(record)
+        for column in TIME_COLUMNS:
+            row[column] = _from_epoch(row[column])
+        previous = latest.get(row["customer_id"])
+        if previous is None or row["as_of"] >= previous["as_of"]:
+            latest[row["customer_id"]] = {**row, "updated_at": updated_at}
+    return pa.Table.from_pylist(list(latest.values()), FEATURES_SCHEMA)
+
+
+def funnel_table(records: list[str]) -> pa.Table:
+    """Funnel records (a minute's counts from each bucket) summed by minute."""
+    minutes: dict[int, dict[str, int]] = {}
+    for record in records:
+        counts = json.loads(record)
+        total = minutes.setdefault(int(counts.pop("minute")), dict.fromkeys(FUNNEL_STEPS, 0))
+        for step, n in counts.items():
+            total[step] += n
+    rows = []
+    for minute, counts in sorted(minutes.items()):
+        start = datetime.fromtimestamp(minute, UTC)
+        rows.append(
+            {
+                "minute_start": start,
+                **counts,
+                "conversion_rate": counts["purchases"] / counts["sessions"] if counts["sessions"] else None,
+                "partition_date": start.date(),
+            }
+        )
+    return pa.Table.from_pylist(rows, FUNNEL_SCHEMA)
+
+
+# Adding a minute's counts from a later micro-batch to what the table holds.
+FUNNEL_UPDATES = {
+    **{step: f"target.{step} + source.{step}" for step in FUNNEL_STEPS},
+    "conversion_rate": (
+        "CASE WHEN target.sessions + source.sessions > 0 THEN "
+        "CAST(target.purchases + source.purchases AS DOUBLE) / (target.sessions + source.sessions) END"
+    ),
+}
+
+
+def feature_message(row: dict) -> dict:
+    """A row of the features table as the topic's JSON: times in ISO-8601 UTC."""
+
+    def value(v: object) -> object:
+        if isinstance(v, datetime):
+            return v.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        if isinstance(v, date):
+            return v.isoformat()
+        return v
+
+    return {k: value(v) for k, v in row.items()}
+
+
+_PRODUCERS: dict[str, object] = {}
+
+
+def features_producer(bootstrap: str):
+    from kafka import KafkaProducer
+
+    if bootstrap not in _PRODUCERS:
+        _PRODUCERS[bootstrap] = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            key_serializer=KEY_SERIALIZER,
+            value_serializer=CompactJson(),
+        )
+    return _PRODUCERS[bootstrap]
+
+
+def close_producers() -> None:
+    while _PRODUCERS:
+        _, producer = _PRODUCERS.popitem()
+        producer.close(timeout=5)
+
+
+def writer(
+    paths: LivePaths,
+    bootstrap: str,
+    topic: str = CUSTOMER_FEATURES_TOPIC,
+    on_tally: Callable[[int, int, int], None] | None = None,
+):
+    """foreachBatch of `live_features`: the features MERGEd into Delta exactly once, then sent to the
+    topic (at least once: a replayed batch is sent again, and the topic keeps a customer's latest);
+    the funnel's counts added into Delta exactly once; the batch's counts (micro-batch, valid events,
+    invalid messages) to `on_tally`. Written from the driver with delta-rs and kafka-python, as the
+    fraud alerts are: a micro-batch holds a few hundred rows."""
+    features_ledger, funnel_ledger = BatchLedger(paths.features), BatchLedger(paths.funnel)
+
+    def write(batch: DataFrame, batch_id: int) -> None:
+        spark = batch.sparkSession
+        by_kind: dict[str, list[str]] = {FEATURES: [], FUNNEL: [], TALLY: []}
+        for row in batch.collect():
+            by_kind[row.kind].append(row.record)
+        if on_tally is not None and by_kind[TALLY]:
+            tallies = [json.loads(r) for r in by_kind[TALLY]]
+            on_tally(
+                batch_id, sum(t.get("valid", 0) for t in tallies), sum(t.get("invalid", 0) for t in tallies)
+            )
+        if by_kind[FUNNEL] and (marker := funnel_ledger.marker(spark, batch_id)) is not None:
+            funnel_ledger.merge_rows(
+                funnel_table(by_kind[FUNNEL]),
+                marker,
+                "target.partition_date = source.partition_date AND target.minute_start = source.minute_start",
+                FUNNEL_UPDATES,
+            )
+        if not by_kind[FEATURES]:
+            return
+        rows = features_table(by_kind[FEATURES], datetime.now(UTC))
+        if (marker := features_ledger.marker(spark, batch_id)) is not None:
+            features_ledger.merge_rows(rows, marker, "target.customer_id = source.customer_id")
+        producer = features_producer(bootstrap)
+        for row in rows.to_pylist():
+            producer.send(topic, key=row["customer_id"], value=feature_message(row))
+        producer.flush()
+
+    return write
+
+
+def create_tables(paths: LivePaths) -> None:
+    """The empty tables, unless they exist: the MERGEs need them, and readers expect both."""
+    deltalake.DeltaTable.create(
+        paths.features, FEATURES_SCHEMA, mode="ignore", configuration=TABLE_PROPERTIES
+    )
+    deltalake.DeltaTable.create(
+        paths.funnel,
+        FUNNEL_SCHEMA,
+        mode="ignore",
+        partition_by=["partition_date"],
+        configuration=TABLE_PROPERTIES,
+    )
+
+
+def start_live_features(
+    messages: DataFrame,
+    paths: LivePaths,
+    bootstrap: str,
+    config: BehaviourConfig | None = None,
+    trigger_s: float = 1.0,
+    on_tally: Callable[[int, int, int], None] | None = None,
+    topic: str = CUSTOMER_FEATURES_TOPIC,
+) -> StreamingQuery:
+    """Start `live_features` on `messages` (the `web-events` topic as read); it runs until stopped."""
+    spark = messages.sparkSession
+    create_tables(paths)
+    output = (
+        parse(messages)
+        .withWatermark("event_ts", f"{LATE_AFTER_S} seconds")
+        .groupBy("bucket")
+        .applyInPandasWithState(
+            tracker(config or BehaviourConfig(), paths.products, paths.profiles),
+            OUTPUT,
+            STATE,
+            "append",
+            GroupStateTimeout.EventTimeTimeout,
+        )
+    )
+    with session_settings(spark, {SHUFFLE_PARTITIONS: str(STATE_PARTITIONS)}):
+        return (
+            output.writeStream.queryName(LIVE_FEATURES_QUERY)
+            .foreachBatch(writer(paths, bootstrap, topic, on_tally))
+            .option("checkpointLocation", paths.checkpoint)
+            .trigger(processingTime=f"{trigger_s} seconds")
+            .start()
+        )
