@@ -23,14 +23,24 @@ Printed per rate:
 Profiles (what the batch side computes from silver) come from 120 generated days of the same
 customers before the streamed day. Goal at 1,000 events/s: p99 <= 3 s, recall >= 0.95, precision
 >= 0.9.
+
+With `--web-per-sale N` the traffic also holds the web sessions around the sales (`techmart
+stream`'s, about N web events per sale: 2 gives 2,000 web events/s beside 1,000 sales/s), and the
+live features query follows them (the product categories from the generated catalogue). Printed
+besides: feature latency = the time the features table's MERGE was written (`updated_at`, as sent
+on `customer-features`) minus the time Kafka received the web event, for each web event of a
+customer: the first `customer-features` message of that customer whose latest event was received
+no earlier. Goal: p99 <= 3 s, with the fraud goals kept.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import calendar
 import csv
 import dataclasses
+import json
 import os
 import statistics
 import tempfile
@@ -41,6 +51,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dagster_pyspark.resources import spark_session_from_config
+from kafka import KafkaConsumer
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -118,6 +129,16 @@ def history_profiles(
     return profiles, dict(history)
 
 
+def catalogue_categories(work: Path) -> dict[str, str]:
+    """Each product's latest category in the history's catalogue extracts (`history_profiles`): the
+    live features' categories, as silver products gives them to a lakehouse."""
+    categories = {}
+    for path in sorted((work / "history" / "products").glob("*/*.csv")):
+        with open(path, newline="", encoding="utf-8") as f:
+            categories.update({r["product_id"]: r["category"] for r in csv.DictReader(f)})
+    return categories
+
+
 def daytime_clock() -> Callable[[], datetime]:
     """Event times from noon UTC today on, as time passes: whenever the benchmark runs, its traffic is
     a day's (a day's rate of sales sent at night would be mostly `unusual_hour` alerts; see
@@ -139,17 +160,54 @@ def commit_times(spark: SparkSession, path: str):
     )
 
 
-def caught_up(detection, bootstrap: str, timeout_s: float = 300.0) -> None:
-    """Wait until detection has read everything on the topic and is idle (at most `timeout_s`)."""
-    ends = sum(broker.end_offsets(bootstrap, broker.TRANSACTIONS_TOPIC).values())
+def caught_up(
+    query, bootstrap: str, timeout_s: float = 300.0, topic: str = broker.TRANSACTIONS_TOPIC
+) -> None:
+    """Wait until `query` has read everything on `topic` and is idle (at most `timeout_s`)."""
+    ends = sum(broker.end_offsets(bootstrap, topic).values())
     deadline = time.time() + timeout_s
     while time.time() < deadline:
-        read = progress_summary(detection)["end_offset"] or {}
-        done = sum(int(v) for v in (read.get(broker.TRANSACTIONS_TOPIC) or {}).values())
-        if done >= ends and not detection.status["isTriggerActive"]:
+        read = progress_summary(query)["end_offset"] or {}
+        done = sum(int(v) for v in (read.get(topic) or {}).values())
+        if done >= ends and not query.status["isTriggerActive"]:
             return
         time.sleep(1)
-    print(f"   detection had not read the {ends:,} messages on the topic after {timeout_s:.0f} s")
+    print(f"   {query.name} had not read the {ends:,} messages on {topic} after {timeout_s:.0f} s")
+
+
+def feature_latencies(bootstrap: str, since_s: float) -> list[float]:
+    """For each web event of a customer received since `since_s`: the `updated_at` of the first
+    `customer-features` message of its customer whose latest event was received no earlier, minus
+    the event's Kafka receive time (seconds). An event never reflected counts as infinitely late."""
+
+    def read(topic: str) -> list:
+        consumer = KafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000
+        )
+        try:
+            return list(consumer)
+        finally:
+            consumer.close()
+
+    def epoch(text: str) -> float:
+        return datetime.fromisoformat(text).timestamp()
+
+    updates: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for m in read(broker.CUSTOMER_FEATURES_TOPIC):
+        row = json.loads(m.value)
+        updates[row["customer_id"]].append((epoch(row["last_received_at"]), epoch(row["updated_at"])))
+    for seen in updates.values():
+        seen.sort()
+    latencies = []
+    for m in read(broker.WEB_EVENTS_TOPIC):
+        received = m.timestamp / 1000
+        customer = json.loads(m.value).get("customer_id")
+        if received < since_s or not customer:
+            continue
+        seen = updates.get(customer, [])
+        at = bisect.bisect_left(seen, (received - 0.0005, float("-inf")))
+        latencies.append(seen[at][1] - received if at < len(seen) else float("inf"))
+    return latencies
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -167,26 +225,48 @@ def run_rate(
     warmup: float,
     options: StreamOptions,
     customers: int,
+    web_per_sale: float = 0.0,
 ) -> dict:
     root = work / f"rate-{rate}"
     settings = dataclasses.replace(
         Settings.from_env(), kafka_home=root / "kafka", kafka_bootstrap=f"localhost:{free_port_pair()}"
     )
     config = broker.BrokerConfig.from_settings(settings)
-    whole = producer.plan(round(rate * (warmup + duration)), customers=customers, history=history)
+    whole = producer.plan(
+        round(rate * (warmup + duration)),
+        customers=customers,
+        history=history,
+        web_events_per_sale=web_per_sale,
+    )
     split = round(rate * warmup)
     measured_ids = {m["transaction_id"] for m in whole.messages[split:]}
-    warm = producer.StreamPlan(whole.messages[:split], [])
-    planned = producer.StreamPlan(
-        whole.messages[split:], [label for label in whole.labels if label["record_id"] in measured_ids]
+    web = list(zip(whole.web_positions, whole.web_events, strict=True))
+    warm = producer.StreamPlan(
+        whole.messages[:split],
+        [],
+        [e for p, e in web if p < split],
+        [p for p, _ in web if p < split],
     )
-    print(f"\n== {rate} events/s: {len(planned.messages):,} transactions, {len(planned.labels)} fraud rows")
+    planned = producer.StreamPlan(
+        whole.messages[split:],
+        [label for label in whole.labels if label["record_id"] in measured_ids],
+        [e for p, e in web if p >= split],
+        [p - split for p, _ in web if p >= split],
+    )
+    print(
+        f"\n== {rate} events/s: {len(planned.messages):,} transactions, {len(planned.labels)} fraud rows, "
+        f"{len(planned.web_events):,} web events"
+    )
     broker.start(config)
     try:
         broker.ensure_topics(config.bootstrap)
         tables = StreamTables(str(root / "lakehouse"))
         profile_frame = spark.createDataFrame(profiles, fraud.PROFILE_SCHEMA)
         profile_frame.write.format("delta").save(tables.fraud.profiles)
+        spark.createDataFrame(
+            [(p, c, True) for p, c in catalogue_categories(work).items()],
+            "product_id string, category string, is_current boolean",
+        ).write.format("delta").save(tables.live.products)
         runner = StreamRunner(spark, tables, config.bootstrap, options, log_info=lambda _: None)
         runner.start()
         try:
@@ -199,8 +279,12 @@ def run_rate(
             caught_up(detection, config.bootstrap)
             started, measured_from = time.perf_counter(), time.time()
             result = producer.send(planned, config.bootstrap, rate, clock=clock)
-            achieved = result.sent / (time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            achieved, web_achieved = result.sent / elapsed, result.web_sent / elapsed
             caught_up(detection, config.bootstrap)
+            if planned.web_events:
+                live = next(q for q in runner.queries if q.name == "live_features")
+                caught_up(live, config.bootstrap, topic=broker.WEB_EVENTS_TOPIC)
             progress = [p for p in detection.recentProgress if p["numInputRows"]]
             batches = [p["durationMs"]["triggerExecution"] for p in progress]
             stages = (
@@ -231,6 +315,7 @@ def run_rate(
                 )
                 .collect()
             )
+        feature_latencies_s = feature_latencies(config.bootstrap, measured_from) if planned.web_events else []
     finally:
         broker.stop(config)
     fired = defaultdict(set)
@@ -249,9 +334,16 @@ def run_rate(
     # Precision: the share of alerts that are on labelled fraud, overall and by rule.
     precision = {rule: 1 - clean[rule] / n for rule, n in sorted(by_rule.items())}
     latencies = [a.latency_s for a in alerts]
+    features = feature_latencies_s if planned.web_events else []
     return {
         "rate": rate,
         "achieved": achieved,
+        "web_achieved": web_achieved,
+        "web_sent": result.web_sent,
+        "feature_updates_measured": len(features),
+        "feature_p50": percentile(features, 50) if features else float("nan"),
+        "feature_p95": percentile(features, 95) if features else float("nan"),
+        "feature_p99": percentile(features, 99) if features else float("nan"),
         "sent": result.sent,
         "failed": result.failed,
         "alerts": len(alerts),
@@ -279,6 +371,9 @@ def main() -> None:
     parsed.add_argument(
         "--fraud-only", action="store_true", help="only the fraud queries (no bronze ingestion, live sales)"
     )
+    parsed.add_argument(
+        "--web-per-sale", type=float, default=0.0, help="web events per sale beside the sales (live features)"
+    )
     args = parsed.parse_args()
     rates = [int(r) for r in args.rates.split(",")]
     bench_dir = os.environ.get("TECHMART_BENCH_DIR")
@@ -296,7 +391,18 @@ def main() -> None:
                 live_features=not args.fraud_only,
             )
             results = [
-                run_rate(spark, work, profiles, history, rate, args.duration, args.warmup, options, customers)
+                run_rate(
+                    spark,
+                    work,
+                    profiles,
+                    history,
+                    rate,
+                    args.duration,
+                    args.warmup,
+                    options,
+                    customers,
+                    args.web_per_sale,
+                )
                 for rate in rates
             ]
         finally:
@@ -323,10 +429,34 @@ def main() -> None:
             + ", ".join(f"{k} {v:.0f} ms" for k, v in r["stages"].items())
         )
     print("  goal at 1,000/s: p99 <= 3 s, recall >= 0.95, precision >= 0.9")
+    if args.web_per_sale:
+        print("\nLive features: latency = features MERGEd (updated_at) - web event received by Kafka")
+        for r in results:
+            print(
+                f"  {r['rate']:>7} sales/s + {r['web_achieved']:,.0f} web events/s ({r['web_sent']:,} sent): "
+                f"{r['feature_updates_measured']:,} events measured, p50 {r['feature_p50']:.2f} s, "
+                f"p95 {r['feature_p95']:.2f} s, p99 {r['feature_p99']:.2f} s (goal p99 <= 3 s)"
+            )
     for r in results:
-        record(
-            f"fraud_stream at {r['rate']:,}/s",
+        web = (
             {
+                "web_events_per_s": r["web_achieved"],
+                "web_events_sent": r["web_sent"],
+                "feature_events_measured": r["feature_updates_measured"],
+                "feature_latency_p50_s": r["feature_p50"],
+                "feature_latency_p95_s": r["feature_p95"],
+                "feature_latency_p99_s": r["feature_p99"],
+            }
+            if args.web_per_sale
+            else {}
+        )
+        case = f"fraud_stream at {r['rate']:,}/s" + (
+            f" with {round(r['rate'] * args.web_per_sale):,} web events/s" if args.web_per_sale else ""
+        )
+        record(
+            case,
+            {
+                **web,
                 "achieved_per_s": r["achieved"],
                 "sent": r["sent"],
                 "failed": r["failed"],

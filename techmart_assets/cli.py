@@ -243,6 +243,11 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
             closed = live_sales.where(F.col("minute_start") >= since).select("minute_start").distinct()
             minutes = closed.count()
             streamed = read(tables.table("bronze", "transactions")).where(ours).count()
+            live = read(tables.live.features).where(F.col("updated_at") >= since)
+            live_customers = live.count()
+            example = live.where("suggested_category IS NOT NULL").orderBy(F.desc("session_events")).first()
+            funnel = read(tables.live.funnel).where(F.col("minute_start") >= since)
+            funnel_totals = funnel.agg(F.sum("sessions"), F.sum("purchases")).first()
             event_ids = [e["event_id"] for e in planned.web_events]
             web_streamed = (
                 read(tables.table("bronze", "web_events")).where(F.col("event_id").isin(event_ids)).count()
@@ -262,6 +267,16 @@ def stream_demo(settings: Settings, rate: float, seconds: float) -> int:
     )
     if health and (cities := describe_cities(health)):
         print(f"  {cities}")
+    print(
+        f"  live features of {live_customers:,} customers in {tables.live.features} (and on the "
+        f"customer-features topic); the live funnel counted {funnel_totals[0] or 0:,} sessions and "
+        f"{funnel_totals[1] or 0:,} purchases"
+    )
+    if example is not None:
+        print(
+            f"  for example `techmart customer show {example.customer_id}`: {example.suggested_category}, "
+            f"because the customer {example.suggestion}"
+        )
     by_rule = Counter(rule for _, rule in fired)
     on_fraud = Counter(rule for t, rule in fired if t in injected)
     print(f"  {len(alerts)} fraud alerts: " + ", ".join(f"{r} {n}" for r, n in sorted(by_rule.items())))
@@ -308,6 +323,8 @@ def run_demo(args: argparse.Namespace) -> int:
         f"  daily report     {root}/reports/{last}/report.html (and chart.png)\n"
         f"  fraud alerts     {root}/gold/fraud_alerts (also on the fraud-alerts topic); dead letters in "
         f"{root}/gold/fraud_dead_letters; per-minute sales in {root}/gold/live_sales_by_minute\n"
+        f"  live features    {root}/gold/customer_live_features (`techmart customer show ID`); the funnel "
+        f"per minute in {root}/gold/live_funnel_by_minute\n"
         f"  Dagster instance {settings.dagster_home}\n"
         "  the UI           `make ui`, then open http://127.0.0.1:3000 (the demo's runs are in Runs)"
     )
@@ -319,6 +336,25 @@ def _table_path(settings: Settings, name: str) -> str:
     from techmart_assets.tables import split_name
 
     return build_lakehouse_resource(settings).table_path(*split_name(name))
+
+
+def run_customer(args: argparse.Namespace) -> int:
+    """A customer's live features and next-best-category suggestion (gold/customer_live_features)."""
+    from techmart_assets.streaming.live_features import describe_customer, read_customer
+
+    settings = Settings.from_env()
+    path = _table_path(settings, "gold/customer_live_features")
+    row = read_customer(path, args.customer_id)
+    if row is None:
+        print(
+            f"no live features for {args.customer_id} in {path}: the customer has not been seen on the "
+            "web-events topic since the streaming job (`techmart fraud run`, or the fraud_stream job) "
+            "started following it",
+            file=sys.stderr,
+        )
+        return 1
+    print(describe_customer(row))
+    return 0
 
 
 def run_table(args: argparse.Namespace) -> int:
@@ -458,6 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     checks_report.add_argument("--date", required=True, help="the day, YYYY-MM-DD")
     checks.set_defaults(func=run_checks_report)
+
+    customer = sub.add_parser("customer", help="a customer's live features and suggestion")
+    customer_sub = customer.add_subparsers(dest="action", required=True)
+    customer_show = customer_sub.add_parser(
+        "show", help="the customer's live features and next-best-category suggestion, with why"
+    )
+    customer_show.add_argument("customer_id")
+    customer_show.set_defaults(func=run_customer)
 
     table = sub.add_parser("table", help="a table's history, an earlier version's rows, a rollback")
     table_sub = table.add_subparsers(dest="action", required=True)

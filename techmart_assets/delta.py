@@ -94,8 +94,11 @@ def replace_days(frame: DataFrame, path: str, days: Sequence[date], where: str |
 
 def rows_written(entry: dict) -> int | None:
     """The rows a commit (an entry of delta-rs `history`) wrote, as Spark (`numOutputRows`) or
-    delta-rs (`num_added_rows`) records them; None when the commit says nothing of rows."""
+    delta-rs (`num_added_rows`; a MERGE's rows inserted and updated, not the ones it copied) records
+    them; None when the commit says nothing of rows."""
     metrics = entry.get("operationMetrics") or {}
+    if "num_target_rows_inserted" in metrics:  # a delta-rs MERGE: the rows it inserted or changed
+        return int(metrics["num_target_rows_inserted"]) + int(metrics.get("num_target_rows_updated") or 0)
     written = metrics.get("numOutputRows", metrics.get("num_added_rows"))
     return None if written is None else int(written)
 

@@ -32,6 +32,7 @@ def test_the_broker_starts_serves_the_topics_and_stops_by_its_pid(config: broker
         assert broker.running_pid(config) == pid
         assert broker.start(config) == pid  # a second start finds it running
         assert sorted(broker.ensure_topics(config.bootstrap)) == [
+            "customer-features",
             "fraud-alerts",
             "transactions",
             "web-events",

@@ -16,18 +16,36 @@ from pyspark.sql import SparkSession
 from techmart_assets.resources import KafkaResource
 from techmart_assets.settings import Settings
 from techmart_assets.streaming import broker, fraud
-from techmart_assets.streaming.assets import ALERTS_KEY
+from techmart_assets.streaming.assets import ALERTS_KEY, LIVE_FEATURES_KEY
 from techmart_assets.streaming.job import FRAUD_JOB, fraud_stream_job, fraud_stream_sensor, read_health
 from techmart_assets.streaming.runner import StreamTables
 from techmart_assets_tests.support import lakehouse_resources, message, profile
 
 
-def send(bootstrap: str, messages: list[dict]) -> None:
+def send(bootstrap: str, messages: list[dict], topic: str = broker.TRANSACTIONS_TOPIC) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     for m in messages:
-        producer.send(broker.TRANSACTIONS_TOPIC, key=m["customer_id"].encode(), value=json.dumps(m).encode())
+        producer.send(topic, key=m["customer_id"].encode(), value=json.dumps(m).encode())
     producer.flush()
     producer.close()
+
+
+def views(customer: str, at: datetime, count: int) -> list[dict]:
+    """`count` product views of one product by `customer`, a second apart (the web-events contract)."""
+    return [
+        {
+            "event_id": f"W{customer}{i}",
+            "session_id": f"S{customer}",
+            "customer_id": customer,
+            "event_type": "product_view",
+            "product_id": "P000001",
+            "page_url": "/product/P000001",
+            "referrer": "/",
+            "device": "mobile",
+            "event_ts": (at + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        for i in range(count)
+    ]
 
 
 def test_the_sensor_starts_the_job_reports_lag_and_records_alerts(
@@ -54,6 +72,7 @@ def test_the_sensor_starts_the_job_reports_lag_and_records_alerts(
         base = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
         burst = [message(100 + i, "D1", base + timedelta(seconds=5 * i), amount=300) for i in range(4)]
         send(kafka.bootstrap, burst)
+        send(kafka.bootstrap, views("W1", datetime.now(UTC), 3), broker.WEB_EVENTS_TOPIC)
         started = tick(idle.cursor)
         (request,) = started.run_requests
 
@@ -86,6 +105,11 @@ def test_the_sensor_starts_the_job_reports_lag_and_records_alerts(
         assert recorded.metadata["new_rows"].value == 1
         assert recorded.metadata["dagster/row_count"].value == 1
         assert not [e for e in tick(after.cursor).asset_events if e.asset_key == ALERTS_KEY]  # seen once
+        # The web events made W1's live features: a materialization with what the run followed.
+        (live,) = [e for e in after.asset_events if e.asset_key == LIVE_FEATURES_KEY]
+        assert live.metadata["new_rows"].value == 1 and live.metadata["dagster/row_count"].value == 1
+        assert live.metadata["web_events_followed"].value == 3
+        assert live.metadata["messages_not_web_events"].value == 0
 
         # A run in progress, five messages it has not read: the sensor reports that lag, starts nothing.
         instance.add_run(
@@ -95,3 +119,9 @@ def test_the_sensor_starts_the_job_reports_lag_and_records_alerts(
         watching = tick(after.cursor)
         assert not watching.run_requests
         assert "consumer lag 5 messages" in watching.skip_reason.skip_message
+        send(kafka.bootstrap, views("W2", datetime.now(UTC), 2), broker.WEB_EVENTS_TOPIC)
+        watching = tick(after.cursor)
+        # Each query's lag on its own topic, from the last heartbeat.
+        assert "fraud_detection 5" in watching.skip_reason.skip_message
+        assert "live_features 2" in watching.skip_reason.skip_message
+        assert "bronze_web_events_ingestion 2" in watching.skip_reason.skip_message

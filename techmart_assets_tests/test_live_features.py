@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from techmart_assets import cli
 from techmart_assets.streaming import broker
 from techmart_assets.streaming.behaviour import BehaviourConfig
 from techmart_assets.streaming.ingestion import read_topic
@@ -134,7 +135,11 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 
 
 def test_crafted_clickstreams_become_features_suggestions_and_a_funnel(
-    spark: SparkSession, kafka: broker.BrokerConfig, tables: StreamTables
+    spark: SparkSession,
+    kafka: broker.BrokerConfig,
+    tables: StreamTables,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     first = [
         web_event("1", "LF1", "page_view", 0),
@@ -237,6 +242,17 @@ def test_crafted_clickstreams_become_features_suggestions_and_a_funnel(
     assert latest["LF1"]["suggested_category"] == LAPTOPS and latest["LF1"]["session_start"].endswith("Z")
     configs = broker_topic_config(kafka.bootstrap, broker.CUSTOMER_FEATURES_TOPIC)
     assert configs["cleanup.policy"] == "compact"
+
+    # What the shop's people read: `techmart customer show`.
+    monkeypatch.setenv("TECHMART_LAKEHOUSE", tables.root)
+    assert cli.main(["customer", "show", "LF1"]) == 0
+    shown = capsys.readouterr().out
+    assert "suggestion      Laptops: viewed Laptops 3 times this session, bought none; usually buys" in shown
+    assert "cart            PL2 (abandoned: PL2)" in shown
+    assert "usual basket    850.00 MAD over 12 purchases" in shown
+    assert "favourites      Accessories, Smartphones" in shown
+    assert cli.main(["customer", "show", "NOBODY"]) == 1
+    assert "no live features for NOBODY" in capsys.readouterr().err
 
     # A restart, and a replayed last micro-batch: nothing is counted twice, no feature is lost.
     before_funnel, before_features = funnel_totals(spark, tables), features(spark, tables)

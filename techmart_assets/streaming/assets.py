@@ -4,7 +4,8 @@
   (it reads the latest version every micro-batch, so a refresh needs no restart). It is current
   state, not a partition: every materialization is as of the latest day silver holds, so a backfill
   of an old day never leaves the stream scoring today's purchases against old profiles.
-- `gold/fraud_alerts`, `gold/fraud_dead_letters`, `gold/live_sales_by_minute`: Delta tables written
+- `gold/fraud_alerts`, `gold/fraud_dead_letters`, `gold/live_sales_by_minute`,
+  `gold/customer_live_features`, `gold/live_funnel_by_minute`: Delta tables written
   continuously by the long-running `fraud_stream` job, not by a materialization. They are external
   assets: the `fraud_stream_sensor` records what the stream committed as their materializations, so
   they show in the UI with counts and can trigger downstream assets. The tables are partitioned by
@@ -25,6 +26,8 @@ PROFILES_KEY = dg.AssetKey(["gold", "customer_profiles"])
 ALERTS_KEY = dg.AssetKey(["gold", "fraud_alerts"])
 DEAD_LETTERS_KEY = dg.AssetKey(["gold", "fraud_dead_letters"])
 LIVE_SALES_KEY = dg.AssetKey(["gold", "live_sales_by_minute"])
+LIVE_FEATURES_KEY = dg.AssetKey(["gold", "customer_live_features"])
+LIVE_FUNNEL_KEY = dg.AssetKey(["gold", "live_funnel_by_minute"])
 STREAMING_GROUP = "streaming"
 
 
@@ -68,14 +71,19 @@ def customer_profiles(
     )
 
 
-def _stream_table(key: dg.AssetKey, description: str, deps: list[dg.AssetKey]) -> dg.AssetSpec:
+def _stream_table(
+    key: dg.AssetKey,
+    description: str,
+    deps: list[dg.AssetKey],
+    partitioned_by: str = "partition_date (the event's day)",
+) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=key,
         description=description + " Written continuously by the `fraud_stream` job.",
         deps=deps,
         group_name=STREAMING_GROUP,
         kinds={"kafka", "spark", "delta"},
-        metadata={"delta_partitioned_by": "partition_date (the event's day)"},
+        metadata={"delta_partitioned_by": partitioned_by},
     )
 
 
@@ -98,4 +106,30 @@ live_sales_by_minute = _stream_table(
     [dg.AssetKey(["silver", "products"])],
 )
 
-streaming_assets = [customer_profiles, fraud_alerts, fraud_dead_letters, live_sales_by_minute]
+customer_live_features = _stream_table(
+    LIVE_FEATURES_KEY,
+    "One row per customer seen on the `web-events` topic, upserted (MERGE) as they browse: the current "
+    "session (start, events, products and categories viewed, categories bought), the cart and whether "
+    "it was abandoned, categories viewed over the last 24 hours, time since the last visit, the usual "
+    "basket and favourite categories (from the profiles), and an explained next-best-category "
+    "suggestion. Earlier states are the table's Delta versions; each update is also on the compacted "
+    "`customer-features` topic. `techmart customer show ID` prints a customer's row.",
+    [PROFILES_KEY, dg.AssetKey(["silver", "products"])],
+    partitioned_by="not partitioned (one row per customer)",
+)
+live_funnel_by_minute = _stream_table(
+    LIVE_FUNNEL_KEY,
+    "The clickstream's funnel per minute of event time: sessions started, page and product views, carts, "
+    "checkouts, purchases, and conversion (purchases per session started); a minute's counts grow as "
+    "its events arrive (late ones within the two-minute watermark too).",
+    [],
+)
+
+streaming_assets = [
+    customer_profiles,
+    fraud_alerts,
+    fraud_dead_letters,
+    live_sales_by_minute,
+    customer_live_features,
+    live_funnel_by_minute,
+]

@@ -6,12 +6,14 @@ A run per sensor tick could not alert within seconds; the sensor only starts the
 running and the topic has messages it has not read, and otherwise watches it:
 
 - health: the heartbeat the job writes every few seconds (age, each query's last batch, the valid
-  transactions whose city the city reference could not place) and the consumer lag (messages on the
-  topic the detection query has not read yet), logged every tick;
-- results: each new Delta version of `fraud_alerts`, `fraud_dead_letters` and `live_sales_by_minute`
-  becomes a materialization of that asset, with the rows it added, so alerts appear in the UI and
-  can trigger downstream assets. The alerts' materialization also carries the heartbeat's count of
-  transactions whose city could not be placed (`distant_cities` could not judge them).
+  transactions whose city the city reference could not place, the web events followed, refused and
+  dropped as late) and each query's consumer lag (messages on its topic it has not read yet),
+  logged every tick;
+- results: each new Delta version of `fraud_alerts`, `fraud_dead_letters`, `live_sales_by_minute`,
+  `customer_live_features` and `live_funnel_by_minute` becomes a materialization of that asset,
+  with the rows it added, so alerts appear in the UI and can trigger downstream assets. The alerts'
+  materialization also carries the heartbeat's count of transactions whose city could not be placed
+  (`distant_cities` could not judge them); the live features', the web events' counts.
 
 The sensor reads Delta with the `deltalake` library and Kafka with kafka-python: no Spark in the
 daemon.
@@ -33,9 +35,18 @@ from techmart_assets import metadata as md
 from techmart_assets.delta import PARTITION_COLUMN, rows_written
 from techmart_assets.jobs import WORKLOAD_STREAM, WORKLOAD_TAG
 from techmart_assets.resources import KafkaResource, LakehouseResource
-from techmart_assets.streaming.assets import ALERTS_KEY, DEAD_LETTERS_KEY, LIVE_SALES_KEY
-from techmart_assets.streaming.broker import TRANSACTIONS_TOPIC, BrokerError
+from techmart_assets.streaming.assets import (
+    ALERTS_KEY,
+    DEAD_LETTERS_KEY,
+    LIVE_FEATURES_KEY,
+    LIVE_FUNNEL_KEY,
+    LIVE_SALES_KEY,
+)
+from techmart_assets.streaming.broker import TRANSACTIONS_TOPIC, WEB_EVENTS_TOPIC, BrokerError
 from techmart_assets.streaming.fraud import DETECTION_QUERY
+from techmart_assets.streaming.ingestion import INGESTIONS
+from techmart_assets.streaming.live_features import LIVE_FEATURES_QUERY
+from techmart_assets.streaming.live_sales import LIVE_SALES_QUERY
 from techmart_assets.streaming.rules import FraudConfig
 from techmart_assets.streaming.runner import (
     StreamOptions,
@@ -109,14 +120,17 @@ def read_health(path: Path) -> dict | None:
 
 
 def consumer_lag(
-    end_offsets: dict[int, int], health: dict | None, query: str = DETECTION_QUERY
+    end_offsets: dict[int, int],
+    health: dict | None,
+    query: str = DETECTION_QUERY,
+    topic: str = TRANSACTIONS_TOPIC,
 ) -> int | None:
-    """Messages on the topic that `query` has not read yet, from its last progress; None if unknown."""
+    """Messages on `topic` that `query` has not read yet, from its last progress; None if unknown."""
     if health is None:
         return None
     for q in health.get("queries", []):
         if q["name"] == query:
-            read = (q.get("end_offset") or {}).get(TRANSACTIONS_TOPIC)
+            read = (q.get("end_offset") or {}).get(topic)
             if read is None:
                 return None
             return sum(max(0, end - int(read.get(str(p), 0))) for p, end in end_offsets.items())
@@ -152,7 +166,7 @@ def table_change(path: str, since: int | None) -> TableChange | None:
     )
     by_day: dict[str, int] = {}
     for f in pa.table(table.get_add_actions(flatten=True)).to_pylist():
-        day = str(f.get(f"partition.{PARTITION_COLUMN}"))
+        day = str(f.get(f"partition.{PARTITION_COLUMN}", "all (not partitioned)"))
         by_day[day] = by_day.get(day, 0) + int(f["num_records"] or 0)
     return TableChange(version, added, sum(by_day.values()), dict(sorted(by_day.items())[-7:]))
 
@@ -161,7 +175,31 @@ STREAM_TABLES = {
     ALERTS_KEY: "fraud_alerts",
     DEAD_LETTERS_KEY: "fraud_dead_letters",
     LIVE_SALES_KEY: "live_sales_by_minute",
+    LIVE_FEATURES_KEY: "customer_live_features",
+    LIVE_FUNNEL_KEY: "live_funnel_by_minute",
 }
+# The topic each query reads: the sensor reports each query's lag on it.
+QUERY_TOPICS = {
+    DETECTION_QUERY: TRANSACTIONS_TOPIC,
+    INGESTIONS["transactions"].query: TRANSACTIONS_TOPIC,
+    INGESTIONS["web_events"].query: WEB_EVENTS_TOPIC,
+    LIVE_SALES_QUERY: TRANSACTIONS_TOPIC,
+    LIVE_FEATURES_QUERY: WEB_EVENTS_TOPIC,
+}
+
+
+def query_lags(ends: dict[str, dict[int, int]], health: dict | None) -> dict[str, int | None]:
+    """Each running query's unread messages on its topic (None: unknown), from the heartbeat."""
+    names = [q["name"] for q in (health or {}).get("queries", [])]
+    return {
+        name: consumer_lag(ends[QUERY_TOPICS[name]], health, name, QUERY_TOPICS[name])
+        for name in names
+        if name in QUERY_TOPICS and QUERY_TOPICS[name] in ends
+    }
+
+
+def describe_lags(lags: dict[str, int | None]) -> str:
+    return ", ".join(f"{name} {'?' if lag is None else lag}" for name, lag in lags.items()) or "none known"
 
 
 def city_metadata(health: dict | None) -> tuple[str, dict[str, int]]:
@@ -177,6 +215,23 @@ def city_metadata(health: dict | None) -> tuple[str, dict[str, int]]:
     }
 
 
+def web_event_metadata(health: dict | None) -> tuple[str, dict[str, int]]:
+    """The heartbeat's counts of the web events `live_features` followed, could not read (not a web
+    event) and dropped as later than the watermark, for the live features' materialization."""
+    counts = (health or {}).get("web_events")
+    if not isinstance(counts, dict):
+        return "", {}
+    return (
+        f"; this run: {counts['valid']} web events followed, {counts['invalid']} messages not web events, "
+        f"{counts['late_dropped']} dropped as late",
+        {
+            "web_events_followed": counts["valid"],
+            "messages_not_web_events": counts["invalid"],
+            "web_events_dropped_late": counts["late_dropped"],
+        },
+    )
+
+
 def stream_table_events(
     tables: StreamTables, cursor: dict[str, int], health: dict | None = None
 ) -> list[dg.AssetMaterialization]:
@@ -190,7 +245,13 @@ def stream_table_events(
         if change is None:
             continue
         cursor[name] = change.version
-        sentence, cities = city_metadata(health) if key == ALERTS_KEY else ("", {})
+        sentence, cities = (
+            city_metadata(health)
+            if key == ALERTS_KEY
+            else web_event_metadata(health)
+            if key == LIVE_FEATURES_KEY
+            else ("", {})
+        )
         events.append(
             dg.AssetMaterialization(
                 asset_key=key,
@@ -216,9 +277,10 @@ def stream_table_events(
     job=fraud_stream_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.STOPPED,
-    description="Starts `fraud_stream` when it is not running and `transactions` has unread messages; "
-    "logs its heartbeat and consumer lag; records new alerts, dead letters and live sales as "
-    "materializations of their assets.",
+    description="Starts `fraud_stream` when it is not running and `transactions` or `web-events` has "
+    "unread messages; logs its heartbeat and each query's consumer lag; records new versions of the "
+    "alerts, dead letters, live sales, live customer features and live funnel as materializations of "
+    "their assets.",
 )
 def fraud_stream_sensor(
     context: dg.SensorEvaluationContext, lakehouse: LakehouseResource, kafka: KafkaResource
@@ -235,9 +297,12 @@ def fraud_stream_sensor(
 
     try:
         ends = kafka.end_offsets(TRANSACTIONS_TOPIC)
+        web_ends = kafka.end_offsets(WEB_EVENTS_TOPIC)
     except BrokerError as error:
         return skip(f"Kafka is not reachable, nothing started: {error}")
     lag = consumer_lag(ends, health)
+    web_lag = consumer_lag(web_ends, health, LIVE_FEATURES_QUERY, WEB_EVENTS_TOPIC)
+    lags = query_lags({TRANSACTIONS_TOPIC: ends, WEB_EVENTS_TOPIC: web_ends}, health)
     age = heartbeat_age_s(health)
     running = context.instance.get_runs(
         filters=dg.RunsFilter(job_name=FRAUD_JOB, statuses=IN_PROGRESS), limit=1
@@ -247,16 +312,21 @@ def fraud_stream_sensor(
         if age is not None and age > STALE_HEARTBEAT_S:
             context.log.warning(f"{state} but its last heartbeat is {age:.0f} s old (lag {lag} messages)")
         return skip(
-            f"{state}; heartbeat {age} s ago, consumer lag {lag} messages; "
-            + (describe(health) if health else "no heartbeat yet")
+            f"{state}; heartbeat {age} s ago, consumer lag {lag} messages; lag per query: "
+            f"{describe_lags(lags)}; " + (describe(health) if health else "no heartbeat yet")
         )
-    if sum(ends.values()) == 0:
-        return skip(f"no message on {TRANSACTIONS_TOPIC!r} yet: nothing to run")
-    if lag == 0:
-        return skip(f"{FRAUD_JOB} is not running and every message on {TRANSACTIONS_TOPIC!r} was read")
-    context.log.info(f"starting {FRAUD_JOB}: {lag if lag is not None else 'unknown'} unread messages")
+    if sum(ends.values()) + sum(web_ends.values()) == 0:
+        return skip(f"no message on {TRANSACTIONS_TOPIC!r} or {WEB_EVENTS_TOPIC!r} yet: nothing to run")
+    web_unread = 0 if sum(web_ends.values()) == 0 else web_lag  # None: unknown (never read)
+    if lag == 0 and web_unread == 0:
+        return skip(
+            f"{FRAUD_JOB} is not running and every message on {TRANSACTIONS_TOPIC!r} and "
+            f"{WEB_EVENTS_TOPIC!r} was read"
+        )
+    unread = None if lag is None or web_unread is None else lag + web_unread
+    context.log.info(f"starting {FRAUD_JOB}: {unread if unread is not None else 'unknown'} unread messages")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(tags={"techmart/unread_messages": str(lag)})],
+        run_requests=[dg.RunRequest(tags={"techmart/unread_messages": str(unread)})],
         asset_events=events,
         cursor=new_cursor,
     )

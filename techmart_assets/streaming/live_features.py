@@ -39,7 +39,7 @@ from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
-from techmart_assets.delta import BatchLedger
+from techmart_assets.delta import BatchLedger, select
 from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.sources import WEB_EVENTS
 from techmart_assets.streaming.behaviour import (
@@ -430,3 +430,59 @@ def start_live_features(
             .trigger(processingTime=f"{trigger_s} seconds")
             .start()
         )
+
+
+def read_customer(path: str, customer_id: str) -> dict | None:
+    """A customer's row of the live features table at `path` (delta-rs, no Spark); None if absent."""
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        rows = select(
+            path, f"SELECT * FROM t WHERE customer_id = '{customer_id.replace(chr(39), chr(39) * 2)}'"
+        )
+    except TableNotFoundError:
+        return None
+    found = rows.to_pylist()
+    return found[0] if found else None
+
+
+def _clock(moment: datetime | None) -> str:
+    return "unknown" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _counts(counts: list[dict] | None) -> str:
+    return ", ".join(f"{c['category']} {c['views']}" for c in counts or []) or "none"
+
+
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def describe_customer(row: dict) -> str:
+    """A customer's live features and suggestion, for a person (`techmart customer show`)."""
+    since = row["seconds_since_last_visit"]
+    basket = (
+        f"{row['usual_basket_mad']:,.2f} MAD over {row['purchases']} purchases"
+        if row["purchases"]
+        else "no purchase in silver yet"
+        if row["purchases"] == 0
+        else "no profile yet"
+    )
+    abandoned = f" (abandoned: {', '.join(row['abandoned_products'])})" if row["cart_abandoned"] else ""
+    lines = [
+        f"customer {row['customer_id']}: features as of {_clock(row['as_of'])}, "
+        f"written {_clock(row['updated_at'])}",
+        f"  suggestion      {row['suggested_category'] or 'none'}: {row['suggestion']}",
+        f"  session         {row['session_id']}, {_clock(row['session_start'])} to "
+        f"{_clock(row['session_last_event'])}, {row['session_events']} events",
+        f"  products        {', '.join(row['session_products']) or 'none'}",
+        f"  categories      {_counts(row['session_categories'])}; bought: "
+        f"{', '.join(row['session_bought_categories']) or 'none'}",
+        f"  cart            {', '.join(row['cart_products']) or 'empty'}{abandoned}",
+        f"  last 24 hours   {_counts(row['categories_viewed_24h'])}",
+        f"  last visit      {'first visit' if since is None else _duration(since) + ' before this session'}",
+        f"  usual basket    {basket}",
+        f"  favourites      {', '.join(row['favourite_categories']) or 'none known'}",
+    ]
+    return "\n".join(lines)
