@@ -4,10 +4,11 @@ fails one), a partition rebuild replaces exactly its day, and the report holds t
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +20,7 @@ import pyspark
 import pytest
 import yaml
 from delta.tables import DeltaTable
-from pyspark.sql import SparkSession
+from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 
 from techmart_assets.bronze import bronze_assets
@@ -150,6 +151,10 @@ def test_dbt_tests_are_asset_checks_on_gold_and_pass(gold) -> None:
         "gold/metrics/daily_sales",
         "unique_combination_daily_sales_sale_date__breakdown__breakdown_value",
     ) in (gold_checks)
+    assert (
+        "gold/metrics/category_interest",
+        "unique_combination_category_interest_event_date__category",
+    ) in gold_checks
     failed = [key for key in gold_checks if not evaluations[key].passed]
     assert failed == []
 
@@ -185,6 +190,9 @@ def test_the_dbt_unit_tests_pass_and_the_production_build_leaves_them_to_ci(
     assert finished == {
         "unit_test.techmart.fact_sales.fact_sales_points_at_the_versions_in_force_at_the_sale": "pass",
         "unit_test.techmart.fact_sales.fact_sales_builds_only_the_days_of_the_window": "pass",
+        "unit_test.techmart.web_funnel.web_funnel_counts_carts_without_a_purchase_as_abandoned": "pass",
+        "unit_test.techmart.category_interest."
+        "category_interest_ranks_categories_by_views_not_bought_in_the_session": "pass",
     }
 
 
@@ -261,6 +269,127 @@ def test_the_report_holds_the_day_figures_computed_from_silver(spark: SparkSessi
     assert materialization.metadata["revenue_mad"].value == pytest.approx(float(revenue))
     assert materialization.metadata["orders"].value == orders
     assert f"{revenue:,.2f} MAD" in materialization.metadata["summary"].value
+
+
+INTEREST_FIGURES = (
+    "sessions",
+    "product_views",
+    "add_to_carts",
+    "purchases",
+    "viewed_not_bought",
+    "viewed_not_bought_sessions",
+)
+
+
+def categorized_web_events(spark: SparkSession, root: Path) -> list:
+    """Silver's events on a product (view, cart, purchase) with the category of the product version
+    in force at the event (the first version for an event older than it), '(unknown)' without one."""
+    events = table(spark, root, "silver", "web_events").where(
+        F.col("event_type").isin("product_view", "add_to_cart", "purchase") & F.col("product_id").isNotNull()
+    )
+    versions = table(spark, root, "silver", "products").select(
+        "product_id", "category", "valid_from", "valid_to"
+    )
+    in_force = (F.col("valid_from") <= F.col("event_ts")) & (
+        F.col("valid_to").isNull() | (F.col("event_ts") < F.col("valid_to"))
+    )
+    pick = Window.partitionBy("event_id").orderBy(F.when(in_force, 0).otherwise(1), "valid_from")
+    return (
+        events.join(versions, "product_id", "left")
+        .withColumn("pick", F.row_number().over(pick))
+        .where("pick = 1")
+        .select(
+            "partition_date",
+            "session_id",
+            "event_type",
+            F.coalesce("category", F.lit("(unknown)")).alias("category"),
+        )
+        .collect()
+    )
+
+
+def test_abandoned_carts_and_categories_viewed_not_bought_equal_silver_web_events(
+    spark: SparkSession, gold
+) -> None:
+    """web_funnel's abandoned carts and category_interest, every day, against the same figures counted
+    here in Python from silver's events; then the last day's report shows them."""
+    root, result = gold
+    kinds: dict[tuple, set[str]] = defaultdict(set)  # (day, session) -> its event types that day
+    for e in (
+        table(spark, root, "silver", "web_events")
+        .select("partition_date", "session_id", "event_type")
+        .collect()
+    ):
+        kinds[(e.partition_date, e.session_id)].add(e.event_type)
+    carts, abandoned = Counter(), Counter()
+    for (day, _), types in kinds.items():
+        carts[day] += "add_to_cart" in types
+        abandoned[day] += "add_to_cart" in types and "purchase" not in types
+    funnel = {r.event_date: r for r in table(spark, root, "gold/metrics", "web_funnel").collect()}
+    assert set(funnel) == set(DAYS)
+    assert {d: (r.add_to_cart_sessions, r.abandoned_cart_sessions) for d, r in funnel.items()} == {
+        d: (carts[d], abandoned[d]) for d in DAYS
+    }
+    assert all(0 < abandoned[d] < carts[d] for d in DAYS)  # the data has carts bought and carts left
+    for d, r in funnel.items():
+        assert float(r.cart_abandonment_rate) == pytest.approx(abandoned[d] / carts[d], abs=5e-5)
+
+    sessions: dict[tuple, Counter] = defaultdict(Counter)  # (day, session, category) -> event types
+    for e in categorized_web_events(spark, root):
+        sessions[(e.partition_date, e.session_id, e.category)][e.event_type] += 1
+    expected: dict[tuple, Counter] = defaultdict(Counter)  # (day, category) -> its figures
+    for (day, _, category), n in sessions.items():
+        bought = n["purchase"] > 0
+        expected[(day, category)].update(
+            {
+                "sessions": 1,
+                "product_views": n["product_view"],
+                "add_to_carts": n["add_to_cart"],
+                "purchases": n["purchase"],
+                "viewed_not_bought": 0 if bought else n["product_view"],
+                "viewed_not_bought_sessions": int(n["product_view"] > 0 and not bought),
+            }
+        )
+    interest = table(spark, root, "gold/metrics", "category_interest").collect()
+    assert {(r.event_date, r.category): {c: r[c] for c in INTEREST_FIGURES} for r in interest} == {
+        key: {c: figures[c] for c in INTEREST_FIGURES} for key, figures in expected.items()
+    }
+    for day in DAYS:
+        ranked = sorted(
+            (r for r in interest if r.event_date == day), key=lambda r: (-r.viewed_not_bought, r.category)
+        )
+        assert [r.viewed_not_bought_rank for r in ranked] == list(range(1, len(ranked) + 1))
+
+    # The last day's report: its top 5 categories with views not bought, in order, with their figures.
+    day = DAYS[-1]
+    ranked = sorted(
+        ((category, f) for (d, category), f in expected.items() if d == day and f["viewed_not_bought"]),
+        key=lambda cf: (-cf[1]["viewed_not_bought"], cf[0]),
+    )
+    top = [
+        (rank, category, f["product_views"], f["viewed_not_bought"], f["add_to_carts"], f["purchases"])
+        for rank, (category, f) in enumerate(ranked[:5], start=1)
+    ]
+    assert len(top) == 5
+    report = (root / "reports" / str(day) / "report.html").read_text()
+    section = report[report.index("<h3>Viewed but not bought</h3>") : report.index("<h2>Fraud alerts</h2>")]
+    assert re.findall(r"<tr>(.*?)</tr>", section)[1:] == [
+        "".join(f"<td>{v:,}</td>" if isinstance(v, int) else f"<td>{html.escape(v)}</td>" for v in row)
+        for row in top
+    ]
+    sentence = (
+        f"{abandoned[day]:,} of the {carts[day]:,} sessions that added to a cart made no purchase "
+        f"({abandoned[day] / carts[day]:.1%})"
+    )
+    assert f"<p>{sentence}</p>" in report
+    (materialization,) = (
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.asset_key == REPORT_KEY and e.partition == str(day)
+    )
+    assert materialization.metadata["abandoned_carts"].value == abandoned[day]
+    assert f"**Abandoned carts** {sentence}" in materialization.metadata["summary"].value
+    assert f"| 1 | {top[0][1]} | {top[0][2]} | {top[0][3]} |" in materialization.metadata["summary"].value
 
 
 def test_the_dbt_session_refuses_another_spark_version(settings: Settings) -> None:

@@ -125,7 +125,7 @@ def test_the_asset_graph_shows_the_layers_and_their_lineage(ui: Ui, page: Page) 
     page.goto(f"{ui.url}/asset-groups")
     expect(page.get_by_text("Global asset lineage")).to_be_visible()
     # The groups, collapsed, with their asset counts; no welcome pop-up over them.
-    for group, count in (("bronze", "4"), ("silver", "8"), ("gold", "15"), ("streaming", "3")):
+    for group, count in (("bronze", "4"), ("silver", "8"), ("gold", "16"), ("streaming", "5")):
         expect(page.get_by_text(group, exact=True).last).to_be_visible()
         expect(page.get_by_text(count, exact=True).first).to_be_visible()
     expect(page.get_by_text("Join the Dagster community")).to_have_count(0)

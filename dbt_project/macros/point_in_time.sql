@@ -1,20 +1,20 @@
-{% macro version_in_force(sales, dimension, key, surrogate) -%}
-  {#- For each sale of `sales`, the `surrogate` key of the `dimension` version in force at its
-      transaction_ts: the version whose [valid_from, valid_to) holds it, or, for a sale older than
-      the first version, the first version (silver's rule). One row per transaction_id. -#}
-  select transaction_id, {{ surrogate }}
+{% macro version_in_force(rows, dimension, key, surrogate, row_key='transaction_id', at='transaction_ts') -%}
+  {#- For each row of `rows` (a sale by default), the `surrogate` key of the `dimension` version in
+      force at its time `at`: the version whose [valid_from, valid_to) holds it, or, for a row older
+      than the first version, the first version (silver's rule). One row per `row_key`. -#}
+  select {{ row_key }}, {{ surrogate }}
   from (
       select
-          s.transaction_id,
+          s.{{ row_key }},
           d.{{ surrogate }},
           row_number() over (
-              partition by s.transaction_id
+              partition by s.{{ row_key }}
               order by
-                  case when d.valid_from <= s.transaction_ts
-                      and (d.valid_to is null or s.transaction_ts < d.valid_to) then 0 else 1 end,
+                  case when d.valid_from <= s.{{ at }}
+                      and (d.valid_to is null or s.{{ at }} < d.valid_to) then 0 else 1 end,
                   d.valid_from
           ) as pick
-      from {{ sales }} s
+      from {{ rows }} s
       join {{ dimension }} d on d.{{ key }} = s.{{ key }}
   ) versions
   where pick = 1

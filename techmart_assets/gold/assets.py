@@ -19,6 +19,7 @@ REPORT_INPUTS = [
     dg.AssetKey(["gold", "metrics", "daily_sales"]),
     dg.AssetKey(["gold", "metrics", "product_performance"]),
     dg.AssetKey(["gold", "metrics", "web_funnel"]),
+    dg.AssetKey(["gold", "metrics", "category_interest"]),
 ]
 # The layers whose check results the report's data-quality section lists.
 CHECKED_LAYERS = ("bronze", "silver", "gold")
@@ -56,7 +57,8 @@ def day_check_results(context: dg.AssetExecutionContext, day: date) -> list[Chec
     kinds={"spark", "html"},
     description=(
         "The daily sales report: the day's revenue against the trailing 7 and 28 days, top products "
-        "and categories, payment methods and channels, the web funnel, fraud alerts and a data-quality "
+        "and categories, payment methods and channels, the day's customer behaviour (the web funnel, "
+        "abandoned carts, the top categories viewed but not bought), fraud alerts and a data-quality "
         "summary. Written to reports/YYYY-MM-DD/report.html with chart.png."
     ),
 )
@@ -93,6 +95,7 @@ def daily_sales_report(
                 "chart": dg.MetadataValue.path(str(chart_path)),
                 "revenue_mad": float(totals.revenue) if totals else 0.0,
                 "orders": totals.orders if totals else 0,
+                "abandoned_carts": figures.abandoned_carts or 0,
                 "fraud_alerts": figures.fraud_alerts if figures.fraud_alerts is not None else 0,
                 "quarantined_rows": sum(int(r["rows"]) for r in figures.quarantine),
                 "failing_checks": sum(c.status in ("failed", "warning") for c in checks),

@@ -1,9 +1,9 @@
 """The daily sales report: a day's figures from the gold tables, as HTML with a chart, and as UI metadata.
 
-The figures are read from the gold metrics (`daily_sales`, `product_performance`, `web_funnel`), the
-fraud alerts table once the streaming job has written one, the silver quarantines, and the latest
-results of the lakehouse's asset checks. `build_report` gathers them with Spark; `render_html` and
-`render_chart` turn them into `reports/YYYY-MM-DD/report.html` and `chart.png`.
+The figures are read from the gold metrics (`daily_sales`, `product_performance`, `web_funnel`,
+`category_interest`), the fraud alerts table once the streaming job has written one, the silver
+quarantines, and the latest results of the lakehouse's asset checks. `gather` reads them with Spark;
+`render_html` and `render_chart` turn them into `reports/YYYY-MM-DD/report.html` and `chart.png`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,14 @@ from techmart_assets.delta import is_delta_table
 from techmart_assets.metadata import markdown_table
 
 TOP_PRODUCTS = 5
+TOP_CATEGORIES = 5
 BREAKDOWNS = ("category", "channel", "payment_method")
 FUNNEL_STEPS = ("page_view", "product_view", "add_to_cart", "checkout", "purchase")
 QUARANTINED_SOURCES = ("transactions", "customers", "products", "web_events")
+VIEWED_NOT_BOUGHT = (
+    "views not bought (product views of the category in sessions that made no purchase of that "
+    "category that day)"
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,11 @@ class ReportFigures:
     top_products: list[dict[str, object]]
     breakdowns: dict[str, list[dict[str, object]]]
     funnel: dict[str, int] | None
+    # Sessions with an add_to_cart and no purchase; None: no web events, or the day's web_funnel row
+    # was built before it had the column.
+    abandoned_carts: int | None
+    # The day's top categories by views not bought (category_interest), those with any.
+    viewed_not_bought: list[dict[str, object]]
     fraud_alerts: int | None  # None: no fraud alerts table yet
     quarantine: list[dict[str, object]]
     checks: list[CheckResult] = field(default_factory=list)
@@ -63,6 +73,12 @@ class ReportFigures:
         if self.totals is None or not trailing:
             return None
         return float(self.totals.revenue / trailing - 1)
+
+    def abandoned_share(self) -> float | None:
+        """Abandoned carts against the sessions that added to a cart."""
+        if self.abandoned_carts is None or not self.funnel or not self.funnel["add_to_cart"]:
+            return None
+        return self.abandoned_carts / self.funnel["add_to_cart"]
 
 
 def _day_rows(spark: SparkSession, path: str, column: str, first: date, last: date):
@@ -132,6 +148,29 @@ def gather(spark: SparkSession, day: date, gold: str, silver: str, fraud_alerts_
         if funnel_row
         else None
     )
+    # A day built before web_funnel counted abandoned carts has no such column, or null in it.
+    abandoned = funnel_row.asDict().get("abandoned_cart_sessions") if funnel_row else None
+
+    interest = _day_rows(spark, f"{gold}/metrics/category_interest", "event_date", day, day)
+    viewed_not_bought = (
+        [
+            {
+                "rank": r.viewed_not_bought_rank,
+                "category": r.category,
+                "product views": r.product_views,
+                "views not bought": r.viewed_not_bought,
+                "added to cart": r.add_to_carts,
+                "purchases": r.purchases,
+            }
+            for r in interest.where(
+                (F.col("viewed_not_bought_rank") <= TOP_CATEGORIES) & (F.col("viewed_not_bought") > 0)
+            )
+            .orderBy("viewed_not_bought_rank")
+            .collect()
+        ]
+        if interest is not None
+        else []
+    )
 
     alerts = _day_rows(spark, fraud_alerts_path, "partition_date", day, day)
     quarantine = []
@@ -155,6 +194,8 @@ def gather(spark: SparkSession, day: date, gold: str, silver: str, fraud_alerts_
         top_products=top_products,
         breakdowns=breakdowns,
         funnel=funnel,
+        abandoned_carts=abandoned,
+        viewed_not_bought=viewed_not_bought,
         fraud_alerts=alerts.count() if alerts is not None else None,
         quarantine=quarantine,
     )
@@ -182,18 +223,43 @@ def summary_markdown(figures: ReportFigures) -> str:
             f"- **Orders** {t.orders:,}, **units** {t.units:,}, **mean basket** {_mad(t.mean_basket)}, "
             f"**customers** {t.distinct_customers:,}",
         ]
-    if figures.funnel and figures.funnel["sessions"]:
-        rate = figures.funnel["purchase"] / figures.funnel["sessions"]
-        lines.append(f"- **Web conversion** {rate:.1%} of {figures.funnel['sessions']:,} sessions")
     lines.append(f"- **Fraud alerts** {_fraud_text(figures)}")
     failed = [c for c in figures.checks if c.status in ("failed", "warning")]
     lines.append(
         f"- **Data quality** {sum(r['rows'] for r in figures.quarantine):,} rows quarantined; "
         f"{len(figures.checks)} checks, {len(failed)} failing or warning"
     )
+    lines += ["", "### Customer behaviour"]
+    if figures.funnel and figures.funnel["sessions"]:
+        rate = figures.funnel["purchase"] / figures.funnel["sessions"]
+        lines += [
+            f"- **Web conversion** {rate:.1%} of {figures.funnel['sessions']:,} sessions",
+            f"- **Abandoned carts** {_abandoned_text(figures)}",
+        ]
+        if figures.viewed_not_bought:
+            lines += [
+                "",
+                f"Top {TOP_CATEGORIES} categories by {VIEWED_NOT_BOUGHT}:",
+                "",
+                markdown_table(figures.viewed_not_bought, list(figures.viewed_not_bought[0])),
+            ]
+    else:
+        lines.append("No web events this day.")
     if figures.top_products:
         lines += ["", "### Top products", markdown_table(figures.top_products, list(figures.top_products[0]))]
     return "\n".join(lines)
+
+
+def _abandoned_text(figures: ReportFigures) -> str:
+    carts = figures.funnel["add_to_cart"] if figures.funnel else 0
+    if not carts:
+        return "none: no session added to a cart"
+    if figures.abandoned_carts is None:
+        return "not counted for this day (its web_funnel row predates the figure: rebuild the day)"
+    return (
+        f"{figures.abandoned_carts:,} of the {carts:,} sessions that added to a cart made no purchase "
+        f"({figures.abandoned_share():.1%})"
+    )
 
 
 def _fraud_text(figures: ReportFigures) -> str:
@@ -296,8 +362,20 @@ def render_html(figures: ReportFigures, chart_name: str) -> str:
                 _html_table(figures.breakdowns[breakdown], "No completed sale."),
             )
         ],
-        "<h2>Web conversion funnel</h2>",
+        "<h2>Customer behaviour</h2>",
+        "<h3>Web conversion funnel</h3>",
         _html_table(funnel_rows, "No web events this day."),
+        *(
+            [
+                "<h3>Abandoned carts</h3>",
+                f"<p>{html.escape(_abandoned_text(figures))}</p>",
+                "<h3>Viewed but not bought</h3>",
+                f"<p>Top {TOP_CATEGORIES} categories by {html.escape(VIEWED_NOT_BOUGHT)}.</p>",
+                _html_table(figures.viewed_not_bought, "No category was viewed and not bought."),
+            ]
+            if figures.funnel
+            else []
+        ),
         "<h2>Fraud alerts</h2>",
         f"<p>{html.escape(_fraud_text(figures))}</p>",
         "<h2>Data quality</h2>",
