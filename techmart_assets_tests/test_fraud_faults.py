@@ -1,6 +1,7 @@
 """Faults on the real stack: the broker stopped and restarted mid-stream, and the streaming process
 killed (SIGKILL, no clean stop) and started again. Either way every alert lands in Delta exactly
-once, and every message lands in bronze exactly once."""
+once, every message lands in bronze exactly once, and every web event counts once in the live
+features and the live funnel."""
 
 from __future__ import annotations
 
@@ -41,12 +42,45 @@ def bursts(customers: list[str], first_id: int) -> tuple[list[dict], set[str]]:
     return messages, expected
 
 
-def send(bootstrap: str, messages: list[dict]) -> None:
+def send(bootstrap: str, messages: list[dict], topic: str = broker.TRANSACTIONS_TOPIC) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10)
     for m in messages:
-        producer.send(broker.TRANSACTIONS_TOPIC, key=m["customer_id"].encode(), value=json.dumps(m).encode())
+        producer.send(topic, key=m["customer_id"].encode(), value=json.dumps(m).encode())
     producer.flush()
     producer.close()
+
+
+def clicks(customers: list[str]) -> list[dict]:
+    """Three product views per customer, a second apart, now: one session each."""
+    now = datetime.now(UTC)
+    return [
+        {
+            "event_id": f"E{customer}{i}",
+            "session_id": f"S{customer}",
+            "customer_id": customer,
+            "event_type": "product_view",
+            "product_id": "P000001",
+            "page_url": "/product/P000001",
+            "referrer": "/",
+            "device": "desktop",
+            "event_ts": (now + timedelta(seconds=i)).isoformat(),
+        }
+        for customer in customers
+        for i in range(3)
+    ]
+
+
+def assert_web_events_once(
+    spark: SparkSession, tables: StreamTables, customers: list[str], sent: int
+) -> None:
+    """Each web event on the topic (`sent`) in bronze once, in the funnel once, in its customer's
+    session once (every customer's three views)."""
+    bronze = [r._source_file for r in rows(spark, tables.table("bronze", "web_events"))]
+    assert len(bronze) == len(set(bronze)) == sent
+    funnel = rows(spark, tables.live.funnel)
+    assert sum(r.product_views for r in funnel) == sent and sum(r.sessions for r in funnel) == len(customers)
+    features = {r.customer_id: r.session_events for r in rows(spark, tables.live.features)}
+    assert features == dict.fromkeys(customers, 3)
 
 
 def rows(spark: SparkSession, path: str) -> list:
@@ -76,6 +110,9 @@ def write_profiles(spark: SparkSession, tables: StreamTables) -> None:
     ).save(tables.fraud.profiles)
 
 
+VISITORS = [f"W{i:02d}" for i in range(1, 21)]
+
+
 def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
     spark: SparkSession, kafka: broker.BrokerConfig, tmp_path: Path
 ) -> None:
@@ -87,6 +124,7 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
     try:
         first, expected_first = bursts(CUSTOMERS[:5], 1_000)
         send(kafka.bootstrap, first)
+        send(kafka.bootstrap, clicks(VISITORS[:5]), broker.WEB_EVENTS_TOPIC)
         wait_until(lambda: len(rows(spark, tables.fraud.alerts)) == 5, 120, "the first five alerts")
 
         broker.stop(kafka)
@@ -95,14 +133,20 @@ def test_a_broker_restart_mid_stream_loses_and_duplicates_nothing(
 
         second, expected_second = bursts(CUSTOMERS[5:], 2_000)
         send(kafka.bootstrap, second)
+        send(kafka.bootstrap, clicks(VISITORS[5:10]), broker.WEB_EVENTS_TOPIC)
         wait_until(lambda: len(rows(spark, tables.fraud.alerts)) >= 10, 180, "the alerts after the restart")
         wait_until(
             lambda: len(rows(spark, tables.table("bronze", "transactions"))) >= 40, 120, "bronze ingestion"
+        )
+        wait_until(lambda: len(rows(spark, tables.live.features)) >= 10, 120, "the live features")
+        wait_until(
+            lambda: len(rows(spark, tables.table("bronze", "web_events"))) >= 30, 120, "bronze web events"
         )
         assert not runner.failed(), "the queries recover by themselves from a broker restart"
     finally:
         runner.stop()
     assert_exactly_once(spark, tables, expected_first | expected_second, sent=40)
+    assert_web_events_once(spark, tables, VISITORS[:10], sent=30)
     # Stopped cleanly, the state stores are released: no maintenance thread outlives the session.
     assert not spark._jvm.org.apache.spark.sql.execution.streaming.state.StateStore.isMaintenanceRunning()
 
@@ -145,6 +189,7 @@ def test_a_killed_stream_resumes_from_its_checkpoint_exactly_once(
             log,
         )
         send(kafka.bootstrap, second)
+        send(kafka.bootstrap, clicks(VISITORS[10:20]), broker.WEB_EVENTS_TOPIC)
         time.sleep(2)  # mid-batch, most likely
         os.killpg(process.pid, signal.SIGKILL)  # no clean stop: no final commit
         process.wait(timeout=30)
@@ -160,6 +205,13 @@ def test_a_killed_stream_resumes_from_its_checkpoint_exactly_once(
         wait_until(
             lambda: len(rows(spark, tables.table("bronze", "transactions"))) >= total, 120, "bronze ingestion"
         )
+        wait_until(lambda: len(rows(spark, tables.live.features)) >= 20, 120, "the live features", log)
+        wait_until(
+            lambda: len(rows(spark, tables.table("bronze", "web_events"))) >= 60,
+            120,
+            "bronze web events",
+            log,
+        )
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)  # a clean stop, as Ctrl-C
@@ -172,3 +224,5 @@ def test_a_killed_stream_resumes_from_its_checkpoint_exactly_once(
     previous = {f"TX{n:010d}:velocity" for n in [1_000 + 10 * c + 3 for c in range(5)]}
     previous |= {f"TX{n:010d}:velocity" for n in [2_000 + 10 * c + 3 for c in range(5)]}
     assert_exactly_once(spark, tables, previous | expected_first | expected_second, sent=total)
+    # The previous test's visitors are on the topic too: this lakehouse follows them as well.
+    assert_web_events_once(spark, tables, VISITORS, sent=60)
