@@ -91,6 +91,11 @@ def test_a_cart_is_abandoned_once_the_configured_time_passes_without_a_purchase(
         PHONES,
         "left P7 (Smartphones) in the cart 10 min ago without buying; usually buys Accessories",
     )
+    # Two products: once the first is abandoned, the next one to watch for is the second.
+    two = observe(cart_only, [event("add_to_cart", 300, "P8", PHONES)], quick)
+    assert next_abandonment(two, quick) == T0 + 60
+    assert next_abandonment(two, quick, after_s=T0 + 60) == T0 + 360
+    assert next_abandonment(two, quick, after_s=T0 + 360) is None
     bought = observe(cart_only, [event("purchase", 700, "P7", PHONES)], quick)
     assert abandoned(bought, T0 + 900, quick) == [] and next_abandonment(bought, quick) is None
 

@@ -190,9 +190,12 @@ def abandoned(activity: Activity, now_s: float, config: BehaviourConfig) -> list
     return [product for _, product in sorted(late)]
 
 
-def next_abandonment(activity: Activity, config: BehaviourConfig) -> float | None:
-    """When the next cart product becomes abandoned (event time), None when the cart is empty."""
-    return min((added + config.abandoned_after_s for _, added in activity.cart.values()), default=None)
+def next_abandonment(
+    activity: Activity, config: BehaviourConfig, after_s: float = float("-inf")
+) -> float | None:
+    """When the next cart product becomes abandoned (event time) after `after_s`; None when none will."""
+    dues = (added + config.abandoned_after_s for _, added in activity.cart.values())
+    return min((due for due in dues if due > after_s), default=None)
 
 
 def recent_views(activity: Activity, now_s: float, config: BehaviourConfig) -> list[tuple[str, int]]:

@@ -224,8 +224,8 @@ def tracker(config: BehaviourConfig, products_path: str, profiles_path: str):
             )
         state.update((json.dumps(after.to_data(), separators=(",", ":")),))
         # Called again when the next cart product becomes abandoned, else when the visitor is forgotten.
-        due = next_abandonment(after, config)
-        if due is None or due <= now_s:
+        due = next_abandonment(after, config, after_s=now_s)
+        if due is None:
             due = (after.last_event_s or now_s) + config.memory_s
         state.setTimeoutTimestamp(max(int(due * 1000) + 1, int(watermark_s * 1000) + 1))
         yield pd.DataFrame(rows, columns=OUTPUT.fieldNames())
