@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from matplotlib.figure import Figure
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from techmart_assets.delta import is_delta_table
@@ -88,6 +88,22 @@ def _day_rows(spark: SparkSession, path: str, column: str, first: date, last: da
     return frame.where(F.col(column).between(F.lit(first), F.lit(last)))
 
 
+def _ranked(
+    frame: DataFrame | None, rank: str, limit: int, columns: dict[str, str], where: Column | None = None
+) -> list[dict[str, object]]:
+    """The rows ranked 1..`limit` by the rank column `rank` (and matching `where`), in rank order, as
+    {"rank": ..., label: column value for each of `columns`}; none without a table."""
+    if frame is None:
+        return []
+    ranked = frame.where(F.col(rank) <= limit)
+    if where is not None:
+        ranked = ranked.where(where)
+    return [
+        {"rank": r[rank], **{label: r[column] for label, column in columns.items()}}
+        for r in ranked.orderBy(rank).collect()
+    ]
+
+
 def gather(spark: SparkSession, day: date, gold: str, silver: str, fraud_alerts_path: str) -> ReportFigures:
     """Every figure of the day's report, read from the Delta tables under `gold` and `silver`."""
     first = day - timedelta(days=28)
@@ -123,19 +139,11 @@ def gather(spark: SparkSession, day: date, gold: str, silver: str, fraud_alerts_
         return (sum(revenues, Decimal(0)) / days).quantize(Decimal("0.01")) if totals_by_day else None
 
     products = _day_rows(spark, f"{gold}/metrics/product_performance", "sale_date", day, day)
-    top_products = (
-        [
-            {
-                "rank": r.revenue_rank,
-                "product": r.product_name,
-                "category": r.category,
-                "units": r.units,
-                "revenue": r.revenue,
-            }
-            for r in products.where(F.col("revenue_rank") <= TOP_PRODUCTS).orderBy("revenue_rank").collect()
-        ]
-        if products is not None
-        else []
+    top_products = _ranked(
+        products,
+        "revenue_rank",
+        TOP_PRODUCTS,
+        {"product": "product_name", "category": "category", "units": "units", "revenue": "revenue"},
     )
 
     funnel_rows = _day_rows(spark, f"{gold}/metrics/web_funnel", "event_date", day, day)
@@ -152,24 +160,18 @@ def gather(spark: SparkSession, day: date, gold: str, silver: str, fraud_alerts_
     abandoned = funnel_row.asDict().get("abandoned_cart_sessions") if funnel_row else None
 
     interest = _day_rows(spark, f"{gold}/metrics/category_interest", "event_date", day, day)
-    viewed_not_bought = (
-        [
-            {
-                "rank": r.viewed_not_bought_rank,
-                "category": r.category,
-                "product views": r.product_views,
-                "views not bought": r.viewed_not_bought,
-                "added to cart": r.add_to_carts,
-                "purchases": r.purchases,
-            }
-            for r in interest.where(
-                (F.col("viewed_not_bought_rank") <= TOP_CATEGORIES) & (F.col("viewed_not_bought") > 0)
-            )
-            .orderBy("viewed_not_bought_rank")
-            .collect()
-        ]
-        if interest is not None
-        else []
+    viewed_not_bought = _ranked(
+        interest,
+        "viewed_not_bought_rank",
+        TOP_CATEGORIES,
+        {
+            "category": "category",
+            "product views": "product_views",
+            "views not bought": "viewed_not_bought",
+            "added to cart": "add_to_carts",
+            "purchases": "purchases",
+        },
+        where=F.col("viewed_not_bought") > 0,
     )
 
     alerts = _day_rows(spark, fraud_alerts_path, "partition_date", day, day)
