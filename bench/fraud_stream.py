@@ -51,7 +51,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from dagster_pyspark.resources import spark_session_from_config
-from kafka import KafkaConsumer
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -192,26 +191,17 @@ def feature_latencies(bootstrap: str, since_s: float) -> list[float]:
     `customer-features` message of its customer whose latest event was received no earlier, minus
     the event's Kafka receive time (seconds). An event never reflected counts as infinitely late."""
 
-    def read(topic: str) -> list:
-        consumer = KafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000
-        )
-        try:
-            return list(consumer)
-        finally:
-            consumer.close()
-
     def epoch(text: str) -> float:
         return datetime.fromisoformat(text).timestamp()
 
     updates: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for m in read(broker.CUSTOMER_FEATURES_TOPIC):
+    for m in broker.read_all(bootstrap, broker.CUSTOMER_FEATURES_TOPIC):
         row = json.loads(m.value)
         updates[row["customer_id"]].append((epoch(row["last_received_at"]), epoch(row["updated_at"])))
     for seen in updates.values():
         seen.sort()
     latencies = []
-    for m in read(broker.WEB_EVENTS_TOPIC):
+    for m in broker.read_all(bootstrap, broker.WEB_EVENTS_TOPIC):
         received = m.timestamp / 1000
         customer = json.loads(m.value).get("customer_id")
         if received < since_s or not customer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 import os
 import random
 import signal
@@ -17,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 from dagster_pyspark import PySparkResource
+from kafka import KafkaProducer
 from pyspark.sql import DataFrame, SparkSession
 
 from techmart_assets.generator import GeneratorConfig
@@ -130,6 +132,36 @@ TIME_STYLES = {
         "%Y-%m-%dT%H:%M:%S.%f%z"
     ),
 }
+
+
+def web_event(event_id: str, at: str, customer: str | None = "C1", **changes: object) -> dict:
+    """A web event as the README's `web-events` contract has it (a product view in session S1), its
+    time as given."""
+    return {
+        "event_id": event_id,
+        "session_id": "S1",
+        "customer_id": customer,
+        "event_type": "product_view",
+        "product_id": "P000001",
+        "page_url": "/product/P000001",
+        "referrer": "/",
+        "device": "mobile",
+        "event_ts": at,
+        **changes,
+    }
+
+
+def send_messages(bootstrap: str, topic: str, messages: list[dict], **options: object) -> None:
+    """`messages` as JSON on `topic`, keyed by customer (a web event without one by its session),
+    acknowledged by the broker; `options`: the KafkaProducer's (e.g. `retries`)."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", **options)
+    try:
+        for m in messages:
+            key = m.get("customer_id") or m["session_id"]
+            producer.send(topic, key=key.encode(), value=json.dumps(m).encode())
+        producer.flush()
+    finally:
+        producer.close()
 
 
 def message(

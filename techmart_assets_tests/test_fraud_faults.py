@@ -5,7 +5,6 @@ features and the live funnel."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -16,13 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 from pyspark.sql import SparkSession
 
 from techmart_assets.delta import is_delta_table
 from techmart_assets.streaming import broker, fraud
 from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables
-from techmart_assets_tests.support import message, profile
+from techmart_assets_tests.support import message, profile, send_messages, web_event
 
 CUSTOMERS = [f"F{i:02d}" for i in range(1, 11)]
 
@@ -43,28 +41,20 @@ def bursts(customers: list[str], first_id: int) -> tuple[list[dict], set[str]]:
 
 
 def send(bootstrap: str, messages: list[dict], topic: str = broker.TRANSACTIONS_TOPIC) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", retries=10)
-    for m in messages:
-        producer.send(topic, key=m["customer_id"].encode(), value=json.dumps(m).encode())
-    producer.flush()
-    producer.close()
+    send_messages(bootstrap, topic, messages, retries=10)
 
 
 def clicks(customers: list[str]) -> list[dict]:
     """Three product views per customer, a second apart, now: one session each."""
     now = datetime.now(UTC)
     return [
-        {
-            "event_id": f"E{customer}{i}",
-            "session_id": f"S{customer}",
-            "customer_id": customer,
-            "event_type": "product_view",
-            "product_id": "P000001",
-            "page_url": "/product/P000001",
-            "referrer": "/",
-            "device": "desktop",
-            "event_ts": (now + timedelta(seconds=i)).isoformat(),
-        }
+        web_event(
+            f"E{customer}{i}",
+            (now + timedelta(seconds=i)).isoformat(),
+            customer,
+            session_id=f"S{customer}",
+            device="desktop",
+        )
         for customer in customers
         for i in range(3)
     ]

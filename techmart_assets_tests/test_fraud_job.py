@@ -4,13 +4,11 @@ the consumer lag and records the new alerts as a materialization of `gold/fraud_
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
-from kafka import KafkaProducer
 from pyspark.sql import SparkSession
 
 from techmart_assets.resources import KafkaResource
@@ -19,31 +17,22 @@ from techmart_assets.streaming import broker, fraud
 from techmart_assets.streaming.assets import ALERTS_KEY, LIVE_FEATURES_KEY
 from techmart_assets.streaming.job import FRAUD_JOB, fraud_stream_job, fraud_stream_sensor, read_health
 from techmart_assets.streaming.runner import StreamTables
-from techmart_assets_tests.support import lakehouse_resources, message, profile
+from techmart_assets_tests.support import lakehouse_resources, message, profile, send_messages, web_event
 
 
 def send(bootstrap: str, messages: list[dict], topic: str = broker.TRANSACTIONS_TOPIC) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    for m in messages:
-        producer.send(topic, key=m["customer_id"].encode(), value=json.dumps(m).encode())
-    producer.flush()
-    producer.close()
+    send_messages(bootstrap, topic, messages)
 
 
 def views(customer: str, at: datetime, count: int) -> list[dict]:
     """`count` product views of one product by `customer`, a second apart (the web-events contract)."""
     return [
-        {
-            "event_id": f"W{customer}{i}",
-            "session_id": f"S{customer}",
-            "customer_id": customer,
-            "event_type": "product_view",
-            "product_id": "P000001",
-            "page_url": "/product/P000001",
-            "referrer": "/",
-            "device": "mobile",
-            "event_ts": (at + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+        web_event(
+            f"W{customer}{i}",
+            (at + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            customer,
+            session_id=f"S{customer}",
+        )
         for i in range(count)
     ]
 

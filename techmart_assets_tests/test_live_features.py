@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -25,10 +25,10 @@ from techmart_assets.streaming.ingestion import read_topic
 from techmart_assets.streaming.live_features import (
     FUNNEL_STEPS,
     LIVE_FEATURES_QUERY,
-    close_producers,
     start_live_features,
 )
-from techmart_assets.streaming.runner import StreamTables
+from techmart_assets.streaming.runner import StreamRunner, StreamTables
+from techmart_assets_tests import support
 
 CONFIG = BehaviourConfig(abandoned_after_s=60)
 # Event times near now, so that the watermark (the newest event time minus two minutes) is the test's.
@@ -46,17 +46,16 @@ def at(seconds: float, style: str = "Z") -> str:
 
 
 def web_event(n: str, customer: str | None, kind: str, seconds: float, product=None, session="S1", style="Z"):
-    return {
-        "event_id": f"E{n}",
-        "session_id": session,
-        "customer_id": customer,
-        "event_type": kind,
-        "product_id": product,
-        "page_url": f"/product/{product}" if product else "/",
-        "referrer": None,
-        "device": "mobile",
-        "event_ts": at(seconds, style),
-    }
+    return support.web_event(
+        f"E{n}",
+        at(seconds, style),
+        customer,
+        session_id=session,
+        event_type=kind,
+        product_id=product,
+        page_url=f"/product/{product}" if product else "/",
+        referrer=None,
+    )
 
 
 def send(bootstrap: str, events: list[dict | str]) -> None:
@@ -110,7 +109,7 @@ def following(
         yield query.processAllAvailable
     finally:
         query.stop()
-        close_producers()
+        broker.close_driver_producers()
     assert query.exception() is None
 
 
@@ -229,14 +228,10 @@ def test_crafted_clickstreams_become_features_suggestions_and_a_funnel(
         assert (totals["sessions"], totals["product_views"], totals["page_views"]) == (5, 6, 3)
 
     # The compacted topic holds each customer's features, keyed by the customer.
-    consumer = KafkaConsumer(
-        broker.CUSTOMER_FEATURES_TOPIC,
-        bootstrap_servers=kafka.bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=10_000,
-    )
-    latest = {m.key.decode(): json.loads(m.value) for m in consumer}
-    consumer.close()
+    latest = {
+        m.key.decode(): json.loads(m.value)
+        for m in broker.read_all(kafka.bootstrap, broker.CUSTOMER_FEATURES_TOPIC)
+    }
     assert set(latest) == {"LF1", "LF2", "LF3"}
     assert latest["LF3"]["cart_abandoned"] is True
     assert latest["LF1"]["suggested_category"] == LAPTOPS and latest["LF1"]["session_start"].endswith("Z")
@@ -283,3 +278,27 @@ def broker_topic_config(bootstrap: str, topic: str) -> dict[str, str]:
         }
     finally:
         admin.close()
+
+
+def test_the_runner_counts_each_progress_reports_late_events_once() -> None:
+    """The heartbeat's `late_dropped`: an idle trigger reports the id the next batch will have, and
+    that batch's own report (same id, later time) still counts; a report read twice counts once."""
+
+    def report(at: str, batch: int, dropped: int) -> dict:
+        return {
+            "runId": "R1",
+            "timestamp": at,
+            "batchId": batch,
+            "stateOperators": [{"numRowsDroppedByWatermark": dropped}],
+        }
+
+    class Query:
+        name = LIVE_FEATURES_QUERY
+        recentProgress = [report("2026-12-07T10:00:00.000Z", 7, 2), report("2026-12-07T10:00:01.000Z", 8, 0)]
+
+    runner = StreamRunner(None, StreamTables("/nowhere"), "localhost:1")
+    runner.queries = [Query()]
+    assert runner._count_late() == 2
+    Query.recentProgress = [*Query.recentProgress, report("2026-12-07T10:00:02.500Z", 8, 3)]
+    assert runner._count_late() == 5
+    assert runner._count_late() == 5

@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer
 
 from techmart_assets.sources import TRANSACTIONS, WEB_EVENTS
 from techmart_assets.streaming import broker, producer
@@ -65,14 +64,7 @@ def test_every_message_arrives_once_keyed_by_customer(kafka: broker.BrokerConfig
     after = datetime.now(UTC)
     assert (result.sent, result.failed) == (600, 0)
 
-    consumer = KafkaConsumer(
-        broker.TRANSACTIONS_TOPIC,
-        bootstrap_servers=kafka.bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=10_000,
-    )
-    received = list(consumer)
-    consumer.close()
+    received = broker.read_all(kafka.bootstrap, broker.TRANSACTIONS_TOPIC)
     values = [json.loads(m.value) for m in received]
     assert sorted(v["transaction_id"] for v in values) == sorted(
         m["transaction_id"] for m in planned.messages
@@ -94,16 +86,6 @@ def test_every_message_arrives_once_keyed_by_customer(kafka: broker.BrokerConfig
 
     labels = producer.write_labels(planned.labels, tmp_path / "labels.csv")
     assert labels.read_text().splitlines()[0] == ",".join(producer.LABEL_HEADER)
-
-
-def consume(bootstrap: str, topic: str) -> list:
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=10_000
-    )
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
 
 
 def test_web_sessions_go_with_the_sales_and_their_purchases_are_sales_sent() -> None:
@@ -160,7 +142,7 @@ def test_web_events_arrive_once_keyed_by_customer_or_session(kafka: broker.Broke
     after = datetime.now(UTC)
     assert (result.sent, result.web_sent, result.failed) == (300, len(planned.web_events), 0)
 
-    received = consume(kafka.bootstrap, broker.WEB_EVENTS_TOPIC)
+    received = broker.read_all(kafka.bootstrap, broker.WEB_EVENTS_TOPIC)
     values = [json.loads(m.value) for m in received]
     mine = {v["event_id"]: (m, v) for m, v in zip(received, values, strict=True)}
     assert set(mine) >= {e["event_id"] for e in planned.web_events}

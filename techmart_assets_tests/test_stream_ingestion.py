@@ -271,35 +271,19 @@ def test_silver_takes_streamed_rows_like_file_rows(spark: SparkSession) -> None:
     assert verdicts == {("T1", "duplicate_transaction_id"), ("T3", "invalid_number"), (None, "malformed_row")}
 
 
-def web_event(event_id: str, at: str, customer: str | None = "C1", **changes: object) -> dict:
-    """A web event as the README's `web-events` contract has it, its time as given."""
-    return {
-        "event_id": event_id,
-        "session_id": "S1",
-        "customer_id": customer,
-        "event_type": "product_view",
-        "product_id": "P000001",
-        "page_url": "/product/P000001",
-        "referrer": "/",
-        "device": "mobile",
-        "event_ts": at,
-        **changes,
-    }
-
-
 def test_web_events_land_in_bronze_web_events_once_whatever_the_producer_writes_times_as(
     spark: SparkSession, kafka: broker.BrokerConfig, tmp_path: Path
 ) -> None:
     at = datetime(2024, 11, 14, 23, 30, tzinfo=UTC)
     styles = list(support.TIME_STYLES.items())
     events = [
-        web_event(f"E{n}", write(at), customer=f"C{n}", session_id=f"S{n}")
+        support.web_event(f"E{n}", write(at), customer=f"C{n}", session_id=f"S{n}")
         for n, (_, write) in enumerate(styles)
     ]
-    anonymous = web_event("EA", "2024-11-15T00:30:00+01:00", customer=None, session_id="S9")
-    lacking = {k: v for k, v in web_event("EL", "2024-11-14T10:00:00Z").items() if k != "device"}
+    anonymous = support.web_event("EA", "2024-11-15T00:30:00+01:00", customer=None, session_id="S9")
+    lacking = {k: v for k, v in support.web_event("EL", "2024-11-14T10:00:00Z").items() if k != "device"}
     values = [(e["customer_id"] or e["session_id"], json.dumps(e)) for e in [*events, anonymous, lacking]]
-    values.append(("C9", json.dumps(web_event("EX", "2024-11-14T10:00:00Z"))[:40]))
+    values.append(("C9", json.dumps(support.web_event("EX", "2024-11-14T10:00:00Z"))[:40]))
     sent = send(kafka.bootstrap, values, broker.WEB_EVENTS_TOPIC)
 
     for _ in range(2):  # a restart reads on from its checkpoint: nothing lands twice

@@ -9,6 +9,7 @@ The topics the lakehouse uses are created by `ensure_topics`.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import json
@@ -19,9 +20,10 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.serializer import DefaultSerializer, Serializer
@@ -37,6 +39,61 @@ class CompactJson(Serializer):
 
 
 KEY_SERIALIZER = DefaultSerializer()  # str keys in UTF-8
+
+
+def iso_utc(when: datetime) -> str:
+    """A time as the project's messages carry it: UTC, milliseconds, `Z` (JavaScript's
+    `toISOString()`, and what Spark writes)."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def message_values(row: dict) -> dict:
+    """A row (an alert, a customer's features) as a message's JSON values: times by `iso_utc`
+    (UTC-aware datetimes), dates in ISO-8601."""
+
+    def value(v: object) -> object:
+        if isinstance(v, datetime):
+            return iso_utc(v)
+        if isinstance(v, date):
+            return v.isoformat()
+        return v
+
+    return {k: value(v) for k, v in row.items()}
+
+
+# One kafka-python producer per broker for what the streaming job sends from its driver (alerts,
+# customer features), kept across micro-batches, closed at exit.
+_DRIVER_PRODUCERS: dict[str, KafkaProducer] = {}
+
+
+def driver_producer(bootstrap: str) -> KafkaProducer:
+    if bootstrap not in _DRIVER_PRODUCERS:
+        _DRIVER_PRODUCERS[bootstrap] = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            key_serializer=KEY_SERIALIZER,
+            value_serializer=CompactJson(),
+        )
+    return _DRIVER_PRODUCERS[bootstrap]
+
+
+@atexit.register
+def close_driver_producers() -> None:
+    while _DRIVER_PRODUCERS:
+        _, producer = _DRIVER_PRODUCERS.popitem()
+        producer.close(timeout=5)
+
+
+def read_all(bootstrap: str, topic: str, idle_ms: int = 10_000) -> list:
+    """Every message on `topic` from the earliest, until none came for `idle_ms` (tests, benchmarks)."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=idle_ms
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
+
 
 TRANSACTIONS_TOPIC = "transactions"
 WEB_EVENTS_TOPIC = "web-events"

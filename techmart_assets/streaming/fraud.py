@@ -23,11 +23,10 @@ was what made detection's slowest micro-batches (bench/HISTORY.md, 2026-12-07).
 
 from __future__ import annotations
 
-import atexit
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import deltalake
 import pandas as pd
@@ -43,9 +42,9 @@ from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.broker import (
     FRAUD_ALERTS_TOPIC,
-    KEY_SERIALIZER,
     TRANSACTIONS_TOPIC,
-    CompactJson,
+    driver_producer,
+    message_values,
 )
 from techmart_assets.streaming.ingestion import read_topic
 from techmart_assets.streaming.rules import (
@@ -379,43 +378,6 @@ def detector(config: FraudConfig, profiles_path: str):
     return detect
 
 
-# One kafka-python producer per broker for the alerts, kept across micro-batches, closed at exit.
-_ALERT_PRODUCERS: dict[str, object] = {}
-
-
-def alert_producer(bootstrap: str):
-    from kafka import KafkaProducer
-
-    if bootstrap not in _ALERT_PRODUCERS:
-        _ALERT_PRODUCERS[bootstrap] = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            key_serializer=KEY_SERIALIZER,
-            value_serializer=CompactJson(),
-        )
-    return _ALERT_PRODUCERS[bootstrap]
-
-
-@atexit.register
-def close_alert_producers() -> None:
-    while _ALERT_PRODUCERS:
-        _, producer = _ALERT_PRODUCERS.popitem()
-        producer.close(timeout=5)
-
-
-def _alert_message(row: dict) -> dict:
-    """An alert as JSON values, times in ISO-8601 UTC as Spark writes them (`...T10:00:00.000Z`)."""
-
-    def value(v: object) -> object:
-        if isinstance(v, datetime):  # UTC-aware (see `detection_writer`)
-            return v.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        if isinstance(v, date):
-            return v.isoformat()
-        return v
-
-    return {k: value(v) for k, v in row.items()}
-
-
 def _utc_instant(seconds: float) -> datetime:
     return datetime.fromtimestamp(round(seconds, 6), UTC)
 
@@ -486,9 +448,9 @@ def detection_writer(
                 partition_by=["partition_date"],
                 configuration=ALERTS_TABLE_PROPERTIES,
             )
-        producer = alert_producer(bootstrap)
+        producer = driver_producer(bootstrap)
         for alert in alerts:
-            producer.send(topic, key=alert["customer_id"], value=_alert_message(alert))
+            producer.send(topic, key=alert["customer_id"], value=message_values(alert))
         producer.flush()
 
     return write

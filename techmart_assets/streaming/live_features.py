@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import deltalake
 import pandas as pd
@@ -55,7 +55,7 @@ from techmart_assets.streaming.behaviour import (
     next_abandonment,
     observe,
 )
-from techmart_assets.streaming.broker import CUSTOMER_FEATURES_TOPIC, KEY_SERIALIZER, CompactJson
+from techmart_assets.streaming.broker import CUSTOMER_FEATURES_TOPIC, driver_producer, message_values
 from techmart_assets.streaming.table_cache import cached
 from techmart_assets.timestamps import iso_timestamp
 
@@ -282,41 +282,6 @@ FUNNEL_UPDATES = {
 }
 
 
-def feature_message(row: dict) -> dict:
-    """A row of the features table as the topic's JSON: times in ISO-8601 UTC."""
-
-    def value(v: object) -> object:
-        if isinstance(v, datetime):
-            return v.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        if isinstance(v, date):
-            return v.isoformat()
-        return v
-
-    return {k: value(v) for k, v in row.items()}
-
-
-_PRODUCERS: dict[str, object] = {}
-
-
-def features_producer(bootstrap: str):
-    from kafka import KafkaProducer
-
-    if bootstrap not in _PRODUCERS:
-        _PRODUCERS[bootstrap] = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            key_serializer=KEY_SERIALIZER,
-            value_serializer=CompactJson(),
-        )
-    return _PRODUCERS[bootstrap]
-
-
-def close_producers() -> None:
-    while _PRODUCERS:
-        _, producer = _PRODUCERS.popitem()
-        producer.close(timeout=5)
-
-
 def writer(
     paths: LivePaths,
     bootstrap: str,
@@ -352,9 +317,9 @@ def writer(
         rows = features_table(by_kind[FEATURES], datetime.now(UTC))
         if (marker := features_ledger.marker(spark, batch_id)) is not None:
             features_ledger.merge_rows(rows, marker, "target.customer_id = source.customer_id")
-        producer = features_producer(bootstrap)
+        producer = driver_producer(bootstrap)
         for row in rows.to_pylist():
-            producer.send(topic, key=row["customer_id"], value=feature_message(row))
+            producer.send(topic, key=row["customer_id"], value=message_values(row))
         producer.flush()
 
     return write

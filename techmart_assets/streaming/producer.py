@@ -74,6 +74,7 @@ from techmart_assets.streaming.broker import (
     WEB_EVENTS_TOPIC,
     BrokerError,
     CompactJson,
+    iso_utc,
 )
 
 log = logging.getLogger(__name__)
@@ -150,11 +151,6 @@ def to_message(row: dict[str, str], transaction_id: str) -> dict[str, object]:
         message[column] = round(float(row[column]), 2)
     message["transaction_id"] = transaction_id
     return message
-
-
-def stamp(when: datetime) -> str:
-    """A time as the producer writes it: UTC, milliseconds, `Z` (JavaScript's `toISOString()`)."""
-    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _read_csv(folder: Path) -> list[dict[str, str]]:
@@ -377,7 +373,7 @@ def send(
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            stamped = {**message, EVENT_TIME[kind]: stamp(clock())}
+            stamped = {**message, EVENT_TIME[kind]: iso_utc(clock())}
             producer.send(topics[kind], key=message_key(message), value=stamped).add_errback(failed)
             if kind == TRANSACTIONS_TOPIC:
                 result.sent += 1

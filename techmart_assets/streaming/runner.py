@@ -197,7 +197,7 @@ class StreamRunner:
         self.cities = CityCounts()
         self.web_events = WebEventCounts()
         self.late_dropped = 0  # summed over live_features' progress reports
-        self._late_seen: set[str] = set()
+        self._late_counted_until: dict[str, str] = {}  # query run -> time of the last progress counted
 
     def start(self) -> list[StreamingQuery]:
         options, tables = self.options, self.tables
@@ -276,18 +276,21 @@ class StreamRunner:
         }
 
     def _count_late(self) -> int:
-        """Late events dropped since the start: each progress report (by its batch) counted once."""
+        """Late events dropped since the start, from live_features' progress reports, each counted
+        once. A report is told by its time: an idle trigger reports the batch id the next batch will
+        have, so the batch id alone would skip that batch's count."""
         for query in self.queries:
             if query.name != live_features.LIVE_FEATURES_QUERY:
                 continue
             for progress in query.recentProgress:
-                batch = f"{progress.get('id')}:{progress.get('batchId')}"
-                if batch not in self._late_seen:
-                    self._late_seen.add(batch)
-                    self.late_dropped += sum(
-                        int(op.get("numRowsDroppedByWatermark") or 0)
-                        for op in progress.get("stateOperators") or []
-                    )
+                run, at = progress["runId"], progress["timestamp"]
+                if at <= self._late_counted_until.get(run, ""):
+                    continue
+                self._late_counted_until[run] = at
+                self.late_dropped += sum(
+                    int(op.get("numRowsDroppedByWatermark") or 0)
+                    for op in progress.get("stateOperators") or []
+                )
         return self.late_dropped
 
     def write_heartbeat(self) -> dict[str, object]:
