@@ -279,6 +279,14 @@ class BatchLedger:
         )
         self._last[marker.query_id] = marker.batch_id
 
+    def replace_rows(self, rows: pa.Table, marker: BatchMarker) -> None:
+        """Replace the table's rows with the Arrow table `rows`, in one commit carrying `marker` (as
+        `append_rows`)."""
+        deltalake.write_deltalake(
+            self.path, rows, mode="overwrite", commit_properties=_commit_properties(marker)
+        )
+        self._last[marker.query_id] = marker.batch_id
+
     def merge_rows(
         self, rows: pa.Table, marker: BatchMarker, predicate: str, updates: dict[str, str] | None = None
     ) -> None:

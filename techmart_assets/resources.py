@@ -91,6 +91,9 @@ def spark_config(settings: Settings) -> dict[str, str]:
         "spark.sql.warehouse.dir": f"{settings.lakehouse_root}/_spark/warehouse",
         "spark.ui.enabled": str(settings.spark_ui_enabled).lower(),
         "spark.ui.showConsoleProgress": "false",
+        # A frame the driver collects (`toPandas`: a live features micro-batch) comes as Arrow columns,
+        # not rows pickled one by one.
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
         # Python workers start from this daemon: pyspark's, without a per-task cost of Python 3.11.
         "spark.python.daemon.module": "techmart_assets.spark_daemon",
         # Pools let the streaming job's fraud detection go first on a small machine (spark_pools.xml).

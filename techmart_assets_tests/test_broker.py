@@ -7,11 +7,11 @@ import dataclasses
 import os
 import socket
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.serializer import Serializer
 
 from techmart_assets.settings import Settings
 from techmart_assets.streaming import broker
@@ -80,8 +80,11 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) 
     assert broker.new_cluster_id() == "EAAAAAAAAAAAAAAAAAAAAA"  # the second draw; the first was "-AAA…"
 
 
-def test_the_projects_producers_use_kafka_pythons_serializer_interface() -> None:
-    """kafka-python 3 warns (DeprecationWarning) on every producer built with plain functions."""
-    assert isinstance(broker.KEY_SERIALIZER, Serializer) and isinstance(broker.CompactJson(), Serializer)
-    assert broker.KEY_SERIALIZER.serialize("transactions", [], "C1") == b"C1"
-    assert broker.CompactJson().serialize("transactions", [], {"a": 1, "b": "é"}) == b'{"a":1,"b":"\\u00e9"}'
+def test_messages_are_compact_json_and_a_broker_that_takes_none_fails_the_send() -> None:
+    assert broker.compact_json({"a": 1, "b": "é"}) == b'{"a":1,"b":"\\u00e9"}'
+    address = f"localhost:{free_port_pair()}"
+    rows = [{"customer_id": "C1", "at": datetime(2026, 12, 7, 10, tzinfo=UTC)}, {"customer_id": "C2"}]
+    expected = f"2 of 2 messages not taken by alerts at {address} \\(not taken within 2 s\\)"
+    with pytest.raises(broker.BrokerError, match=expected):
+        broker.send_rows(address, "alerts", rows, key="customer_id", timeout_s=2)
+    broker.close_driver_producers()  # nothing left to send: the failed ones were dropped

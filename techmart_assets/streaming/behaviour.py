@@ -1,7 +1,7 @@
 """Live customer behaviour from the clickstream: sessions, per-customer features, a next-best category.
 
-Plain Python, like the fraud rules: the streaming query (`live_features.py`) calls `observe` per
-visitor with the visitor's `Activity` as checkpointed state, `features` for each customer whose
+Plain Python, like the fraud rules: the streaming query's state (`visitors.py`) calls `observe` per
+visitor with the visitor's `Activity` kept between micro-batches, `features` for each customer whose
 activity changed, and `suggest` for the suggestion that goes with them. Every threshold is in
 `BehaviourConfig`; every suggestion says why in words.
 
@@ -22,7 +22,7 @@ activity changed, and `suggest` for the suggestion that goes with them. Every th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from techmart_assets.silver.web_events import SESSION_GAP_MINUTES
@@ -82,7 +82,18 @@ class Activity:
     last_received_s: float | None = None
 
     def to_data(self) -> dict:
-        return asdict(self)
+        """The fields as JSON values (shared with the activity, not copies)."""
+        return dict(vars(self))
+
+    def copy(self) -> Activity:
+        return replace(
+            self,
+            session_products=list(self.session_products),
+            session_views=dict(self.session_views),
+            session_bought=list(self.session_bought),
+            cart={product: list(entry) for product, entry in self.cart.items()},
+            hourly_views={hour: dict(views) for hour, views in self.hourly_views.items()},
+        )
 
     @classmethod
     def from_data(cls, data: Mapping) -> Activity:
@@ -134,7 +145,7 @@ def observe(
 ) -> Activity:
     """The visitor's activity after `events` (any order; applied in event-time order). Each event
     and each session started is counted in `funnel` by its minute, if given."""
-    state = Activity.from_data(activity.to_data())  # never change the caller's
+    state = activity.copy()  # never change the caller's
     for event in sorted(events, key=lambda e: e.event_s):
         at = event.event_s
         in_session = state.session_start is not None and at >= state.session_start - config.session_gap_s

@@ -13,6 +13,7 @@ import atexit
 import base64
 import contextlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -23,22 +24,20 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+import confluent_kafka
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.serializer import DefaultSerializer, Serializer
 
 from techmart_assets.settings import Settings
 
-
-class CompactJson(Serializer):
-    """A message value as compact JSON in UTF-8: what the project's producers send."""
-
-    def serialize(self, topic: str, headers: object, data: object) -> bytes:
-        return json.dumps(data, separators=(",", ":")).encode()
+# librdkafka's own messages (a broker it cannot reach, ...) go to Python's logging, not to stderr.
+LIBRDKAFKA_LOG = logging.getLogger("techmart.librdkafka")
 
 
-KEY_SERIALIZER = DefaultSerializer()  # str keys in UTF-8
+def compact_json(value: object) -> bytes:
+    """A message value as the project's producers send it: compact JSON in UTF-8."""
+    return json.dumps(value, separators=(",", ":")).encode()
 
 
 def iso_utc(when: datetime) -> str:
@@ -61,27 +60,56 @@ def message_values(row: dict) -> dict:
     return {k: value(v) for k, v in row.items()}
 
 
-# One kafka-python producer per broker for what the streaming job sends from its driver (alerts,
-# customer features), kept across micro-batches, closed at exit.
-_DRIVER_PRODUCERS: dict[str, KafkaProducer] = {}
+# One producer per broker for what the streaming job sends from its driver (alerts, customer
+# features), kept across micro-batches, flushed at exit. confluent-kafka (librdkafka): a micro-batch
+# may send thousands of features, and kafka-python's producer spends Python time on each.
+_DRIVER_PRODUCERS: dict[str, confluent_kafka.Producer] = {}
 
 
-def driver_producer(bootstrap: str) -> KafkaProducer:
+def driver_producer(bootstrap: str) -> confluent_kafka.Producer:
     if bootstrap not in _DRIVER_PRODUCERS:
-        _DRIVER_PRODUCERS[bootstrap] = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            key_serializer=KEY_SERIALIZER,
-            value_serializer=CompactJson(),
+        _DRIVER_PRODUCERS[bootstrap] = confluent_kafka.Producer(
+            {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "logger": LIBRDKAFKA_LOG}
         )
     return _DRIVER_PRODUCERS[bootstrap]
+
+
+def send_rows(bootstrap: str, topic: str, rows: list[dict], key: str, timeout_s: float = 60.0) -> None:
+    """Send each row (`message_values`, compact JSON) keyed by its `key` column, and wait until the
+    broker has them all: a message it did not take raises `BrokerError` (the micro-batch fails, and
+    is sent again when Spark runs it again)."""
+    producer = driver_producer(bootstrap)
+    failures: list[str] = []
+
+    def delivered(error: object, _message: object) -> None:
+        if error is not None:
+            failures.append(str(error))
+
+    for row in rows:
+        value = compact_json(message_values(row))
+        while True:
+            try:
+                producer.produce(topic, value=value, key=str(row[key]).encode(), on_delivery=delivered)
+                break
+            except BufferError:  # the local queue is full: let deliveries make room
+                producer.poll(0.1)
+        producer.poll(0)
+    if unsent := producer.flush(timeout_s):
+        producer.purge()  # they go again with the micro-batch, when Spark runs it again
+        producer.poll(0)  # their delivery reports: purged
+    if failures:
+        late = f" (not taken within {timeout_s:.0f} s)" if unsent else ""
+        raise BrokerError(
+            f"{len(failures)} of {len(rows)} messages not taken by {topic} at {bootstrap}{late}: "
+            + failures[0]
+        )
 
 
 @atexit.register
 def close_driver_producers() -> None:
     while _DRIVER_PRODUCERS:
         _, producer = _DRIVER_PRODUCERS.popitem()
-        producer.close(timeout=5)
+        producer.flush(5)
 
 
 def read_all(bootstrap: str, topic: str, idle_ms: int = 10_000) -> list:

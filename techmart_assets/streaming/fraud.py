@@ -43,8 +43,7 @@ from techmart_assets.sources import TRANSACTIONS
 from techmart_assets.streaming.broker import (
     FRAUD_ALERTS_TOPIC,
     TRANSACTIONS_TOPIC,
-    driver_producer,
-    message_values,
+    send_rows,
 )
 from techmart_assets.streaming.ingestion import read_topic
 from techmart_assets.streaming.rules import (
@@ -393,10 +392,10 @@ def detection_writer(
     (micro-batch, valid transactions, unplaced cities).
 
     The stateful operator runs once per micro-batch: its few rows are collected and written from
-    the driver (no second evaluation of the batch), to Delta by delta-rs and to the topic by a
-    kafka-python producer (a Spark job per batch for a handful of rows would cost more than they
-    take to write). A table gets a commit only from a batch with rows for it. `detected_at` is the
-    same instant in Delta and on the topic.
+    the driver (no second evaluation of the batch), to Delta by delta-rs and to the topic by the
+    driver's producer (`broker.send_rows`; a Spark job per batch for a handful of rows would cost
+    more than they take to write). A table gets a commit only from a batch with rows for it.
+    `detected_at` is the same instant in Delta and on the topic.
 
     Exactly once in Delta (a `BatchLedger` per table): a replayed batch is skipped there and sent to
     the topic again. The topic is at least once, and `alert_id` (transaction and rule) identifies
@@ -448,10 +447,7 @@ def detection_writer(
                 partition_by=["partition_date"],
                 configuration=ALERTS_TABLE_PROPERTIES,
             )
-        producer = driver_producer(bootstrap)
-        for alert in alerts:
-            producer.send(topic, key=alert["customer_id"], value=message_values(alert))
-        producer.flush()
+        send_rows(bootstrap, topic, alerts, key="customer_id")
 
     return write
 

@@ -1,49 +1,51 @@
 """The live behaviour stream: Kafka `web-events` -> per-customer sessions and features -> Delta
 `gold/customer_live_features`, the compacted `customer-features` topic, and the per-minute funnel.
 
-One Structured Streaming query, `live_features`, with its checkpoint in `checkpoints/live_features`:
-- Each valid web event goes to its visitor (the customer, or the session of an anonymous visitor),
-  whose `behaviour.Activity` is checkpointed state (`applyInPandasWithState`, one state per visitor:
-  a micro-batch reads and writes the state of the visitors it sees, not the whole day's; state
-  grouped in buckets of visitors was rewritten whole by every batch, 27 s a batch at 2,000 events/s
-  in `bench.fraud_stream`). Events are watermarked on their event
-  time (`LATE_AFTER_S`): a late event within it joins its session and counts; one later than that is
-  dropped by Spark, and the query's progress counts it (`late_events_dropped` in the heartbeat).
-- Every customer whose activity changed gets its features (`behaviour.features`) and the suggestion:
-  a MERGE by `customer_id` into `gold/customer_live_features` (delta-rs, one commit per micro-batch,
-  exactly once: `BatchLedger`; earlier states are the table's Delta versions), then a message keyed
-  by the customer on `customer-features` (compacted: the topic keeps each customer's latest).
-- A cart becomes abandoned without a new event of its customer: the visitor's event-time timeout
-  fires when the watermark passes it, and the customer's features are updated then. A visitor with
-  no event for a day (`BehaviourConfig.memory_s`) is forgotten the same way.
-- The funnel: each minute's sessions started, page and product views, carts, checkouts and
-  purchases are added into `gold/live_funnel_by_minute` (a MERGE that adds, exactly once), with the
-  minute's conversion (purchases per session started).
+One Structured Streaming query, `live_features`, with its checkpoint in `checkpoints/live_features`.
+Spark reads and parses each micro-batch's web events; the driver follows them (foreachBatch):
+- Every visitor's `behaviour.Activity` (the customer's, or an anonymous visitor's session's), the
+  event-time watermark (`LATE_AFTER_S`) and when to look at each visitor again are a `Visitors` held
+  in the driver (visitors.py). A late event within the watermark joins its session and counts; one
+  later than that is dropped and counted (`late_events_dropped` in the heartbeat). A cart becomes
+  abandoned, and a visitor with no event for a day is forgotten, when the watermark passes it,
+  without a new event of that visitor.
+  Spark's own state per visitor (`applyInPandasWithState`) did the same but could not keep up with
+  the clickstream: its path per visitor group costs more than the work (bench/HISTORY.md).
+- What a micro-batch changed is written in this order, each commit exactly once (`BatchLedger`):
+  1. the funnel: each minute's sessions started, page and product views, carts, checkouts and
+     purchases, added into `gold/live_funnel_by_minute` (a MERGE that adds), with the minute's
+     conversion (purchases per session started);
+  2. the features and suggestion of every customer whose activity changed: a MERGE by `customer_id`
+     into `gold/customer_live_features` (earlier states are the table's Delta versions), then a
+     message keyed by the customer on `customer-features` (compacted: the topic keeps each
+     customer's latest; a replayed batch is sent again);
+  3. the visitors that changed and the watermark, appended to the state log (`StateLog`, a Delta
+     table in the checkpoint), from time to time replaced by a snapshot of them all.
+  The state is written last: after a restart the driver reads it back, and a micro-batch Spark
+  replays is either in it (skipped whole) or not (followed again from the state before it, to the
+  same funnel and features, which their ledgers do not write twice).
 - A message that is not a web event (not JSON, no time, no visitor) is counted, not followed:
   bronze web events keeps it with the reason.
 
 Product categories come from silver products (current versions) and each customer's usual basket and
-favourite categories from `gold/customer_profiles`, both kept in the workers' memory (`TableCache`).
+favourite categories from `gold/customer_profiles`, both kept in memory (`TableCache`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import deltalake
-import pandas as pd
 import pyarrow as pa
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.streaming import StreamingQuery
-from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
-from techmart_assets.delta import BatchLedger, select
-from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
+from techmart_assets.delta import BatchLedger, BatchMarker, select
 from techmart_assets.sources import WEB_EVENTS
 from techmart_assets.streaming.behaviour import (
     FEATURE_COLUMNS,
@@ -51,25 +53,15 @@ from techmart_assets.streaming.behaviour import (
     BehaviourConfig,
     Preferences,
     WebEvent,
-    features,
-    next_abandonment,
-    observe,
 )
-from techmart_assets.streaming.broker import CUSTOMER_FEATURES_TOPIC, driver_producer, message_values
+from techmart_assets.streaming.broker import CUSTOMER_FEATURES_TOPIC, send_rows
 from techmart_assets.streaming.table_cache import cached
+from techmart_assets.streaming.visitors import ANONYMOUS, Step, Visitors
 from techmart_assets.timestamps import iso_timestamp
 
 LIVE_FEATURES_QUERY = "live_features"
 LATE_AFTER_S = 120  # the watermark: events up to two minutes late still count
-STATE_PARTITIONS = 2
-INVALID = "!"  # the group of the messages that are not web events
-ANONYMOUS = "~"  # an anonymous visitor's state key: "~" + its session id
-FEATURES, FUNNEL, TALLY = "features", "funnel", "tally"
 FUNNEL_STEPS = ("sessions", "page_views", "product_views", "carts", "checkouts", "purchases")
-TIME_COLUMNS = ("session_start", "session_last_event", "as_of", "last_received_at")
-
-OUTPUT = T.StructType([T.StructField("kind", T.StringType()), T.StructField("record", T.StringType())])
-STATE = T.StructType([T.StructField("activity", T.StringType())])  # the visitor's Activity, JSON
 
 _CATEGORY_COUNTS = pa.list_(pa.struct([("category", pa.string()), ("views", pa.int64())]))
 _TIME = pa.timestamp("us", tz="UTC")
@@ -107,6 +99,19 @@ FUNNEL_SCHEMA = pa.schema(
         ("partition_date", pa.date32()),
     ]
 )
+# The state log: a row per visitor a micro-batch changed (its Activity as JSON, null once forgotten,
+# and when to look at it again), and the row `WATERMARK` with the watermark in `due_s`.
+STATE_SCHEMA = pa.schema(
+    [
+        ("batch_id", pa.int64()),
+        ("visitor", pa.string()),
+        ("activity", pa.string()),
+        ("due_s", pa.float64()),
+    ]
+)
+WATERMARK = ""
+# The log is replaced by a snapshot when longer than SNAPSHOT_ROWS and SNAPSHOT_GROWTH x the visitors.
+SNAPSHOT_ROWS, SNAPSHOT_GROWTH = 50_000, 4
 # Frequent small commits: a checkpoint every 100 keeps the log short to read without one per batch.
 TABLE_PROPERTIES = {"delta.checkpointInterval": "100"}
 
@@ -119,12 +124,15 @@ class LivePaths:
     profiles: str  # gold/customer_profiles
     checkpoint: str
 
+    @property
+    def state(self) -> str:
+        return f"{self.checkpoint}/visitors"
+
 
 def parse(messages: DataFrame) -> DataFrame:
-    """Kafka records -> one row per message: its `visitor` (`INVALID` for a message that is not a web
-    event), its event time (`event_ts`, null for an invalid one: it neither moves the
-    watermark nor is dropped as late, so it is counted) and one JSON `payload` of what the tracker
-    reads."""
+    """Kafka records -> one row per message: its `visitor` (null for a message that is not a web
+    event: not JSON, or no time, visitor or event type) and what the driver follows, times as epoch
+    seconds (`event_s`: event time; `received_s`: when Kafka received it)."""
     raw = F.col("value").cast("string")
     fields = F.from_json(raw, T.MapType(T.StringType(), T.StringType()))
     value = {c: F.nullif(F.trim(fields.getItem(c)), F.lit("")) for c in WEB_EVENTS.columns}
@@ -132,21 +140,10 @@ def parse(messages: DataFrame) -> DataFrame:
     visitor = F.coalesce(value["customer_id"], F.concat(F.lit(ANONYMOUS), value["session_id"]))
     valid = fields.isNotNull() & event_ts.isNotNull() & visitor.isNotNull() & value["event_type"].isNotNull()
     return messages.select(
-        F.when(valid, visitor).otherwise(F.lit(INVALID)).alias("visitor"),
-        F.when(valid, event_ts).alias("event_ts"),
-        F.when(
-            valid,
-            F.to_json(
-                F.struct(
-                    value["customer_id"].alias("customer_id"),
-                    value["session_id"].alias("session_id"),
-                    value["event_type"].alias("event_type"),
-                    value["product_id"].alias("product_id"),
-                    event_ts.cast("double").alias("event_s"),
-                    F.col("timestamp").cast("double").alias("received_s"),
-                )
-            ),
-        ).alias("payload"),
+        F.when(valid, visitor).alias("visitor"),
+        *[value[c].alias(c) for c in ("customer_id", "session_id", "event_type", "product_id")],
+        event_ts.cast("double").alias("event_s"),
+        F.col("timestamp").cast("double").alias("received_s"),
     )
 
 
@@ -169,103 +166,72 @@ def load_preferences(table: deltalake.DeltaTable) -> dict[str, Preferences]:
     return preferences
 
 
-def _features_record(row: dict[str, object]) -> str:
-    return json.dumps(row, default=lambda v: v.timestamp() if isinstance(v, datetime) else str(v))
+class StateLog:
+    """The `Visitors` of `live_features` in a Delta table (delta-rs), one commit per micro-batch with
+    the batch's marker: the rows a batch changed are appended; when the log has grown to several
+    times the visitors it holds, a snapshot of them all replaces it (and the files it no longer
+    needs are removed)."""
 
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.ledger = BatchLedger(path)
+        self.rows = 0  # rows in the table's current version
 
-def tracker(config: BehaviourConfig, products_path: str, profiles_path: str):
-    """The function of `applyInPandasWithState`, called per visitor and micro-batch with the visitor's
-    events, or when the visitor's event-time timeout fires (a cart became abandoned, or a day passed
-    without an event). See the module's doc."""
+    def load(self, config: BehaviourConfig) -> Visitors:
+        """The visitors as the last micro-batch written left them (none before the first)."""
+        if not deltalake.DeltaTable.is_deltatable(self.path):
+            return Visitors(config, LATE_AFTER_S)
+        latest: dict[str, dict] = {}
+        log = deltalake.DeltaTable(self.path).to_pyarrow_table().to_pylist()
+        self.rows = len(log)
+        for row in sorted(log, key=lambda r: r["batch_id"]):
+            latest[row["visitor"]] = row
+        watermark = latest.pop(WATERMARK, {"due_s": 0.0})["due_s"]
+        kept = {v: row for v, row in latest.items() if row["activity"] is not None}
+        return Visitors(
+            config,
+            LATE_AFTER_S,
+            {v: Activity.from_data(json.loads(row["activity"])) for v, row in kept.items()},
+            {v: row["due_s"] for v, row in kept.items()},
+            watermark,
+        )
 
-    def track(key: tuple, batches: Iterator[pd.DataFrame], state: GroupState) -> Iterator[pd.DataFrame]:
-        visitor = key[0]
-        payloads = [p for frame in batches for p in frame["payload"].tolist()]
-        if visitor == INVALID:
-            yield pd.DataFrame([{"kind": TALLY, "record": json.dumps({"invalid": len(payloads)})}])
-            return
-        watermark_s = state.getCurrentWatermarkMs() / 1000
-        before = Activity.from_data(json.loads(state.get[0])) if state.exists else Activity()
-        rows = []
-        if state.hasTimedOut:
-            if before.last_event_s is not None and before.last_event_s + config.memory_s <= watermark_s:
-                state.remove()  # forgotten: a day without an event
-                return
-            after, now_s = before, watermark_s
-        else:
-            categories = cached(products_path, load_categories)
-            events = []
-            for payload in payloads:
-                row = json.loads(payload)
-                product = row.get("product_id")
-                events.append(
-                    WebEvent(
-                        row.get("customer_id"),
-                        row.get("session_id"),
-                        row["event_type"],
-                        product,
-                        categories.get(product),
-                        row["event_s"],
-                        row["received_s"],
-                    )
-                )
-            funnel: dict[int, dict[str, int]] = {}
-            after = observe(before, events, config, funnel)
-            now_s = max(watermark_s, after.last_event_s or watermark_s)
-            rows += [{"kind": FUNNEL, "record": json.dumps({"minute": m, **c})} for m, c in funnel.items()]
-            rows.append({"kind": TALLY, "record": json.dumps({"valid": len(payloads)})})
-        if not visitor.startswith(ANONYMOUS):
-            preferences = cached(profiles_path, load_preferences).get(visitor)
-            rows.append(
-                {
-                    "kind": FEATURES,
-                    "record": _features_record(features(visitor, after, preferences, now_s, config)),
-                }
+    def save(self, visitors: Visitors, changed: dict[str, Activity | None], marker: BatchMarker) -> None:
+        snapshot = self.rows + len(changed) > max(SNAPSHOT_ROWS, SNAPSHOT_GROWTH * len(visitors.activities))
+        written = visitors.activities if snapshot else changed
+        rows = [
+            {
+                "batch_id": marker.batch_id,
+                "visitor": visitor,
+                "activity": None if a is None else json.dumps(a.to_data(), separators=(",", ":")),
+                "due_s": visitors.dues.get(visitor),
+            }
+            for visitor, a in written.items()
+        ]
+        rows.append({"batch_id": marker.batch_id, "visitor": WATERMARK, "due_s": visitors.watermark_s})
+        table = pa.Table.from_pylist(rows, STATE_SCHEMA)
+        if snapshot:
+            self.ledger.replace_rows(table, marker)
+            deltalake.DeltaTable(self.path).vacuum(
+                retention_hours=0, enforce_retention_duration=False, dry_run=False
             )
-        state.update((json.dumps(after.to_data(), separators=(",", ":")),))
-        # Called again when the next cart product becomes abandoned, else when the visitor is forgotten.
-        due = next_abandonment(after, config, after_s=now_s)
-        if due is None:
-            due = (after.last_event_s or now_s) + config.memory_s
-        state.setTimeoutTimestamp(max(int(due * 1000) + 1, int(watermark_s * 1000) + 1))
-        yield pd.DataFrame(rows, columns=OUTPUT.fieldNames())
-
-    return track
+            self.rows = len(rows)
+        else:
+            self.ledger.append_rows(table, marker, configuration=TABLE_PROPERTIES)
+            self.rows += len(rows)
 
 
-def _from_epoch(value: object) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(float(value), UTC)
-
-
-def features_table(records: list[str], updated_at: datetime) -> pa.Table:
-    """Feature records (JSON, times as epoch seconds) as the table's rows; a customer's latest wins."""
-    latest: dict[str, dict] = {}
-    for record in records:
-        row = json.loads(record)
-        for column in TIME_COLUMNS:
-            row[column] = _from_epoch(row[column])
-        previous = latest.get(row["customer_id"])
-        if previous is None or row["as_of"] >= previous["as_of"]:
-            latest[row["customer_id"]] = {**row, "updated_at": updated_at}
-    return pa.Table.from_pylist(list(latest.values()), FEATURES_SCHEMA)
-
-
-def funnel_table(records: list[str]) -> pa.Table:
-    """Funnel records (a minute's counts from each visitor) summed by minute."""
-    minutes: dict[int, dict[str, int]] = {}
-    for record in records:
-        counts = json.loads(record)
-        total = minutes.setdefault(int(counts.pop("minute")), dict.fromkeys(FUNNEL_STEPS, 0))
-        for step, n in counts.items():
-            total[step] += n
+def funnel_table(minutes: dict[int, dict[str, int]]) -> pa.Table:
+    """A micro-batch's funnel counts (minute -> step -> count) as the table's rows."""
     rows = []
     for minute, counts in sorted(minutes.items()):
         start = datetime.fromtimestamp(minute, UTC)
+        total = {step: counts.get(step, 0) for step in FUNNEL_STEPS}
         rows.append(
             {
                 "minute_start": start,
-                **counts,
-                "conversion_rate": counts["purchases"] / counts["sessions"] if counts["sessions"] else None,
+                **total,
+                "conversion_rate": total["purchases"] / total["sessions"] if total["sessions"] else None,
                 "partition_date": start.date(),
             }
         )
@@ -285,42 +251,64 @@ FUNNEL_UPDATES = {
 def writer(
     paths: LivePaths,
     bootstrap: str,
+    config: BehaviourConfig,
     topic: str = CUSTOMER_FEATURES_TOPIC,
-    on_tally: Callable[[int, int, int], None] | None = None,
+    on_tally: Callable[[int, int, int, int], None] | None = None,
 ):
-    """foreachBatch of `live_features`: the features MERGEd into Delta exactly once, then sent to the
-    topic (at least once: a replayed batch is sent again, and the topic keeps a customer's latest);
-    the funnel's counts added into Delta exactly once; the batch's counts (micro-batch, valid events,
-    invalid messages) to `on_tally`. Written from the driver with delta-rs and kafka-python, as the
-    fraud alerts are: a micro-batch holds a few hundred rows."""
+    """foreachBatch of `live_features` (see the module's doc). `on_tally` gets each micro-batch's
+    counts: its id, the web events followed, the messages that are not web events, and the events
+    dropped as later than the watermark. Written from the driver with delta-rs and confluent-kafka,
+    as the fraud alerts are."""
     features_ledger, funnel_ledger = BatchLedger(paths.features), BatchLedger(paths.funnel)
+    log = StateLog(paths.state)
+    held: list[Visitors] = []  # read from the log by the first micro-batch
 
     def write(batch: DataFrame, batch_id: int) -> None:
         spark = batch.sparkSession
-        by_kind: dict[str, list[str]] = {FEATURES: [], FUNNEL: [], TALLY: []}
-        for row in batch.collect():
-            by_kind[row.kind].append(row.record)
-        if on_tally is not None and by_kind[TALLY]:
-            tallies = [json.loads(r) for r in by_kind[TALLY]]
-            on_tally(
-                batch_id, sum(t.get("valid", 0) for t in tallies), sum(t.get("invalid", 0) for t in tallies)
+        state_marker = log.ledger.marker(spark, batch_id)
+        if state_marker is None:
+            return  # replayed, and its state (written last) is in the log: so is everything else
+        if not held:
+            held.append(log.load(config))
+        visitors = held[0]
+        categories = cached(paths.products, load_categories)
+        profiles = cached(paths.profiles, load_preferences)
+        messages = batch.toPandas()
+        followed = messages[messages["visitor"].notna()]
+        events = [
+            (visitor, WebEvent(customer, session, kind, product, categories.get(product), at, received))
+            for visitor, customer, session, kind, product, at, received in zip(
+                followed["visitor"].tolist(),
+                followed["customer_id"].tolist(),
+                followed["session_id"].tolist(),
+                followed["event_type"].tolist(),
+                followed["product_id"].tolist(),
+                followed["event_s"].tolist(),
+                followed["received_s"].tolist(),
+                strict=True,
             )
-        if by_kind[FUNNEL] and (marker := funnel_ledger.marker(spark, batch_id)) is not None:
+        ]
+        step: Step = visitors.step(events, profiles.get)
+        if on_tally is not None:
+            on_tally(batch_id, step.followed, len(messages) - len(events), step.late)
+        if step.funnel and (marker := funnel_ledger.marker(spark, batch_id)) is not None:
             funnel_ledger.merge_rows(
-                funnel_table(by_kind[FUNNEL]),
+                funnel_table(step.funnel),
                 marker,
                 "target.partition_date = source.partition_date AND target.minute_start = source.minute_start",
                 FUNNEL_UPDATES,
             )
-        if not by_kind[FEATURES]:
-            return
-        rows = features_table(by_kind[FEATURES], datetime.now(UTC))
-        if (marker := features_ledger.marker(spark, batch_id)) is not None:
-            features_ledger.merge_rows(rows, marker, "target.customer_id = source.customer_id")
-        producer = driver_producer(bootstrap)
-        for row in rows.to_pylist():
-            producer.send(topic, key=row["customer_id"], value=message_values(row))
-        producer.flush()
+        if step.features:
+            updated_at = datetime.now(UTC)
+            rows = [{**row, "updated_at": updated_at} for row in step.features.values()]
+            if (marker := features_ledger.marker(spark, batch_id)) is not None:
+                features_ledger.merge_rows(
+                    pa.Table.from_pylist(rows, FEATURES_SCHEMA),
+                    marker,
+                    "target.customer_id = source.customer_id",
+                )
+            send_rows(bootstrap, topic, rows, key="customer_id")
+        log.save(visitors, step.changed, state_marker)
 
     return write
 
@@ -345,32 +333,19 @@ def start_live_features(
     bootstrap: str,
     config: BehaviourConfig | None = None,
     trigger_s: float = 1.0,
-    on_tally: Callable[[int, int, int], None] | None = None,
+    on_tally: Callable[[int, int, int, int], None] | None = None,
     topic: str = CUSTOMER_FEATURES_TOPIC,
 ) -> StreamingQuery:
     """Start `live_features` on `messages` (the `web-events` topic as read); it runs until stopped."""
-    spark = messages.sparkSession
     create_tables(paths)
-    output = (
+    return (
         parse(messages)
-        .withWatermark("event_ts", f"{LATE_AFTER_S} seconds")
-        .groupBy("visitor")
-        .applyInPandasWithState(
-            tracker(config or BehaviourConfig(), paths.products, paths.profiles),
-            OUTPUT,
-            STATE,
-            "append",
-            GroupStateTimeout.EventTimeTimeout,
-        )
+        .writeStream.queryName(LIVE_FEATURES_QUERY)
+        .foreachBatch(writer(paths, bootstrap, config or BehaviourConfig(), topic, on_tally))
+        .option("checkpointLocation", paths.checkpoint)
+        .trigger(processingTime=f"{trigger_s} seconds")
+        .start()
     )
-    with session_settings(spark, {SHUFFLE_PARTITIONS: str(STATE_PARTITIONS)}):
-        return (
-            output.writeStream.queryName(LIVE_FEATURES_QUERY)
-            .foreachBatch(writer(paths, bootstrap, topic, on_tally))
-            .option("checkpointLocation", paths.checkpoint)
-            .trigger(processingTime=f"{trigger_s} seconds")
-            .start()
-        )
 
 
 def read_customer(path: str, customer_id: str) -> dict | None:

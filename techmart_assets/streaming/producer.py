@@ -62,18 +62,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
+import confluent_kafka
 
 from techmart_assets.generator import GeneratorConfig, generate
 from techmart_assets.generator.writer import LABELS_FILE
 from techmart_assets.sources import TRANSACTIONS, WEB_EVENTS
 from techmart_assets.streaming.broker import (
-    KEY_SERIALIZER,
+    LIBRDKAFKA_LOG,
     TRANSACTIONS_TOPIC,
     WEB_EVENTS_TOPIC,
     BrokerError,
-    CompactJson,
+    compact_json,
     iso_utc,
 )
 
@@ -345,21 +344,24 @@ def send(
     result = StreamResult()
     topics = {TRANSACTIONS_TOPIC: topic, WEB_EVENTS_TOPIC: web_topic}
 
-    def failed(error: Exception) -> None:
-        result.failed += 1
-        if len(result.errors) < 5:
-            result.errors.append(repr(error))
+    def delivered(error: object, _message: object) -> None:
+        if error is not None:
+            result.failed += 1
+            if len(result.errors) < 5:
+                result.errors.append(str(error))
 
+    producer = confluent_kafka.Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.send.max.retries": 5,
+            "logger": LIBRDKAFKA_LOG,
+        }
+    )
     try:
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            acks="all",
-            linger_ms=5,
-            retries=5,
-            key_serializer=KEY_SERIALIZER,
-            value_serializer=CompactJson(),
-        )
-    except KafkaError as error:
+        producer.list_topics(timeout=10)
+    except confluent_kafka.KafkaException as error:
         raise BrokerError(
             f"no Kafka broker answers at {bootstrap} ({error}): start one with `techmart kafka start`, "
             "or set TECHMART_KAFKA_BOOTSTRAP"
@@ -367,33 +369,40 @@ def send(
     planned = schedule(plan_)
     started = time.perf_counter()
     last_report = started
-    try:
-        for position, kind, message in planned:
-            due = started + position / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            stamped = {**message, EVENT_TIME[kind]: iso_utc(clock())}
-            producer.send(topics[kind], key=message_key(message), value=stamped).add_errback(failed)
-            if kind == TRANSACTIONS_TOPIC:
-                result.sent += 1
-            else:
-                result.web_sent += 1
-            if time.perf_counter() - last_report >= 5:
-                last_report = time.perf_counter()
-                log.info(
-                    "sent %d of %d transactions and %d of %d web events (%d failed)",
-                    result.sent,
-                    len(plan_.messages),
-                    result.web_sent,
-                    len(plan_.web_events),
-                    result.failed,
+    for position, kind, message in planned:
+        due = started + position / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        stamped = {**message, EVENT_TIME[kind]: iso_utc(clock())}
+        value = compact_json(stamped)
+        while True:
+            try:
+                producer.produce(
+                    topics[kind], value=value, key=message_key(message).encode(), on_delivery=delivered
                 )
-        producer.flush(timeout=60)
-    except KafkaError as error:
-        failed(error)
-    finally:
-        producer.close(timeout=10)
+                break
+            except BufferError:  # the local queue is full: let deliveries make room
+                producer.poll(0.1)
+        producer.poll(0)
+        if kind == TRANSACTIONS_TOPIC:
+            result.sent += 1
+        else:
+            result.web_sent += 1
+        if time.perf_counter() - last_report >= 5:
+            last_report = time.perf_counter()
+            log.info(
+                "sent %d of %d transactions and %d of %d web events (%d failed)",
+                result.sent,
+                len(plan_.messages),
+                result.web_sent,
+                len(plan_.web_events),
+                result.failed,
+            )
+    unsent = producer.flush(60)
+    if unsent:
+        result.failed += unsent
+        result.errors.append(f"{unsent} messages still unsent after 60 s")
     return result
 
 

@@ -33,7 +33,7 @@ from pyspark.sql.streaming import StreamingQuery
 from techmart_assets.sizing import SHUFFLE_PARTITIONS, session_settings
 from techmart_assets.streaming import fraud, live_features
 from techmart_assets.streaming.behaviour import BehaviourConfig
-from techmart_assets.streaming.broker import WEB_EVENTS_TOPIC
+from techmart_assets.streaming.broker import WEB_EVENTS_TOPIC, close_driver_producers
 from techmart_assets.streaming.ingestion import INGESTIONS, read_topic, start_ingestion
 from techmart_assets.streaming.live_features import LivePaths
 from techmart_assets.streaming.live_sales import product_categories, start_live_sales
@@ -45,6 +45,7 @@ HEALTH_FILE = "stream_health.json"
 BACKGROUND_TASKS = 12
 POOL = "spark.scheduler.pool"  # the pools are in techmart_assets/spark_pools.xml
 FRAUD_POOL = "fraud"
+LIVE_POOL = "live"
 BACKGROUND_POOL = "background"
 
 
@@ -158,19 +159,22 @@ class CityCounts:
 
 @dataclass
 class WebEventCounts:
-    """The web events `live_features` followed and the messages it could not (not a web event),
-    summed over its micro-batches since the runner started; a replayed batch is counted once."""
+    """The web events `live_features` followed, the messages it could not (not a web event) and the
+    events it dropped as later than the watermark, summed over its micro-batches since the runner
+    started; a replayed batch is counted once."""
 
     valid: int = 0
     invalid: int = 0
+    late: int = 0
     last_batch_id: int = -1
 
-    def add(self, batch_id: int, valid: int, invalid: int) -> None:
+    def add(self, batch_id: int, valid: int, invalid: int, late: int) -> None:
         if batch_id <= self.last_batch_id:
             return
         self.last_batch_id = batch_id
         self.valid += valid
         self.invalid += invalid
+        self.late += late
 
 
 def _offsets(value: object) -> dict[str, dict[str, int]] | None:
@@ -196,8 +200,6 @@ class StreamRunner:
         self.queries: list[StreamingQuery] = []
         self.cities = CityCounts()
         self.web_events = WebEventCounts()
-        self.late_dropped = 0  # summed over live_features' progress reports
-        self._late_counted_until: dict[str, str] = {}  # query run -> time of the last progress counted
 
     def start(self) -> list[StreamingQuery]:
         options, tables = self.options, self.tables
@@ -246,17 +248,17 @@ class StreamRunner:
                     )
                 )
         if options.live_features:
-            with session_settings(self.spark, {SHUFFLE_PARTITIONS: str(live_features.STATE_PARTITIONS)}):
-                self.queries.append(
-                    live_features.start_live_features(
-                        read_topic(self.spark, self.bootstrap, WEB_EVENTS_TOPIC, tasks=BACKGROUND_TASKS),
-                        tables.live,
-                        self.bootstrap,
-                        options.behaviour,
-                        options.live_features_trigger_s,
-                        on_tally=self.web_events.add,
-                    )
+            context.setLocalProperty(POOL, LIVE_POOL)
+            self.queries.append(
+                live_features.start_live_features(
+                    read_topic(self.spark, self.bootstrap, WEB_EVENTS_TOPIC, tasks=BACKGROUND_TASKS),
+                    tables.live,
+                    self.bootstrap,
+                    options.behaviour,
+                    options.live_features_trigger_s,
+                    on_tally=self.web_events.add,
                 )
+            )
         context.setLocalProperty(POOL, None)
         self.log_info(f"started {', '.join(q.name for q in self.queries)} on {self.bootstrap}")
         return self.queries
@@ -271,27 +273,9 @@ class StreamRunner:
             "web_events": {
                 "valid": self.web_events.valid,
                 "invalid": self.web_events.invalid,
-                "late_dropped": self._count_late(),
+                "late_dropped": self.web_events.late,
             },
         }
-
-    def _count_late(self) -> int:
-        """Late events dropped since the start, from live_features' progress reports, each counted
-        once. A report is told by its time: an idle trigger reports the batch id the next batch will
-        have, so the batch id alone would skip that batch's count."""
-        for query in self.queries:
-            if query.name != live_features.LIVE_FEATURES_QUERY:
-                continue
-            for progress in query.recentProgress:
-                run, at = progress["runId"], progress["timestamp"]
-                if at <= self._late_counted_until.get(run, ""):
-                    continue
-                self._late_counted_until[run] = at
-                self.late_dropped += sum(
-                    int(op.get("numRowsDroppedByWatermark") or 0)
-                    for op in progress.get("stateOperators") or []
-                )
-        return self.late_dropped
 
     def write_heartbeat(self) -> dict[str, object]:
         health = self.health()
@@ -312,6 +296,7 @@ class StreamRunner:
             while query.isActive and query.status.get("isTriggerActive") and time.monotonic() < deadline:
                 time.sleep(0.1)
             query.stop()
+        close_driver_producers()  # what the queries sent from the driver, delivered
         if self.queries:
             release_state_stores(self.spark)
             self.write_heartbeat()
