@@ -31,6 +31,10 @@ besides: feature latency = the time the features table's MERGE was written (`upd
 on `customer-features`) minus the time Kafka received the web event, for each web event of a
 customer: the first `customer-features` message of that customer whose latest event was received
 no earlier. Goal: p99 <= 3 s, with the fraud goals kept.
+
+With `--two-jobs` as well, `live_features` runs in a second streaming job: a process of its own with
+its own Spark driver (JVM and Python), as a second Dagster run would be, beside the first job's
+other queries; the same figures are printed, for the choice of one job or two on this machine.
 """
 
 from __future__ import annotations
@@ -42,8 +46,12 @@ import csv
 import dataclasses
 import json
 import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -59,7 +67,8 @@ from techmart_assets.delta import is_delta_table
 from techmart_assets.generator import GeneratorConfig, generate
 from techmart_assets.resources import spark_config
 from techmart_assets.settings import Settings
-from techmart_assets.streaming import broker, fraud, producer
+from techmart_assets.streaming import broker, fraud, live_features, producer
+from techmart_assets.streaming.ingestion import read_topic
 from techmart_assets.streaming.rules import SCENARIO_RULES, FraudConfig, build_profile
 from techmart_assets.streaming.runner import StreamOptions, StreamRunner, StreamTables, progress_summary
 from techmart_assets_tests.support import free_port_pair
@@ -174,16 +183,94 @@ def caught_up(
     print(f"   {query.name} had not read the {ends:,} messages on {topic} after {timeout_s:.0f} s")
 
 
-def batch_medians(query) -> tuple[list[float], dict[str, float], float]:
-    """A query's micro-batches with input: their durations, the median of each of Spark's stages, and
-    the median rows."""
-    progress = [p for p in query.recentProgress if p["numInputRows"]]
+def batch_medians(recent: list[dict]) -> tuple[list[float], dict[str, float], float]:
+    """A query's micro-batches with input (of its recent progress reports): their durations, the
+    median of each of Spark's stages, and the median rows."""
+    progress = [p for p in recent if p["numInputRows"]]
     batches = [p["durationMs"]["triggerExecution"] for p in progress]
     stages = {
         stage: statistics.median(p["durationMs"].get(stage, 0) for p in progress)
         for stage in sorted({s for p in progress for s in p["durationMs"]})
     }
     return batches, stages, statistics.median(p["numInputRows"] for p in progress) if progress else 0
+
+
+FEATURES_JOB_STATUS = "features_job.json"
+
+
+def serve_features(root: str, bootstrap: str) -> None:
+    """`--features-job ROOT BOOTSTRAP`: `live_features` alone in this process (the second job of
+    `--two-jobs`) on the lakehouse at ROOT, until SIGTERM. Its recent progress is written to
+    ROOT/features_job.json every second."""
+    settings = dataclasses.replace(Settings.from_env(), lakehouse_root=f"{root}/_features_job")
+    spark = spark_session_from_config(spark_config(settings))
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    query = live_features.start_live_features(
+        read_topic(spark, bootstrap, broker.WEB_EVENTS_TOPIC), StreamTables(root).live, bootstrap
+    )
+    status = Path(root) / FEATURES_JOB_STATUS
+    try:
+        while not stopping.is_set() and query.isActive:
+            partial = status.with_suffix(".tmp")
+            partial.write_text(
+                json.dumps({"progress": query.recentProgress, "busy": query.status["isTriggerActive"]})
+            )
+            partial.replace(status)
+            stopping.wait(1)
+    finally:
+        query.stop()
+        broker.close_driver_producers()
+        spark.stop()
+
+
+class FeaturesJob:
+    """The second job of `--two-jobs`: `serve_features` in a child process, stopped by its PID."""
+
+    def __init__(self, root: str, bootstrap: str) -> None:
+        self.status = Path(root) / FEATURES_JOB_STATUS
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bench.fraud_stream", "--features-job", root, bootstrap]
+        )
+
+    def report(self) -> dict:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the features job exited with {self.process.returncode}")
+        try:
+            return json.loads(self.status.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {"progress": [], "busy": True}
+
+    def wait_started(self, timeout_s: float = 180.0) -> None:
+        deadline = time.time() + timeout_s
+        while not self.report()["progress"]:
+            if time.time() > deadline:
+                raise RuntimeError(f"the features job did not start within {timeout_s:.0f} s")
+            time.sleep(1)
+
+    def caught_up(self, bootstrap: str, timeout_s: float = 300.0) -> None:
+        ends = sum(broker.end_offsets(bootstrap, broker.WEB_EVENTS_TOPIC).values())
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            report = self.report()
+            offsets = (
+                report["progress"][-1]["sources"][0].get("endOffset") if report["progress"] else None
+            ) or {}
+            if isinstance(offsets, str):
+                offsets = json.loads(offsets)
+            read = sum(int(v) for v in (offsets.get(broker.WEB_EVENTS_TOPIC) or {}).values())
+            if read >= ends and not report["busy"]:
+                return
+            time.sleep(1)
+        print(f"   the features job had not read the {ends:,} web events after {timeout_s:.0f} s")
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def feature_latencies(bootstrap: str, since_s: float) -> list[float]:
@@ -228,6 +315,7 @@ def run_rate(
     options: StreamOptions,
     customers: int,
     web_per_sale: float = 0.0,
+    two_jobs: bool = False,
 ) -> dict:
     root = work / f"rate-{rate}"
     settings = dataclasses.replace(
@@ -269,11 +357,16 @@ def run_rate(
             [(p, c, True) for p, c in catalogue_categories(work).items()],
             "product_id string, category string, is_current boolean",
         ).write.format("delta").save(tables.live.products)
+        second = FeaturesJob(tables.root, config.bootstrap) if two_jobs else None
+        if second is not None:
+            options = dataclasses.replace(options, live_features=False)
         runner = StreamRunner(spark, tables, config.bootstrap, options, log_info=lambda _: None)
         runner.start()
         try:
             while not all(q.lastProgress for q in runner.queries):
                 time.sleep(0.5)
+            if second is not None:
+                second.wait_started()
             detection = runner.queries[0]
             clock = daytime_clock()
             producer.send(warm, config.bootstrap, rate, clock=clock)
@@ -284,17 +377,19 @@ def run_rate(
             elapsed = time.perf_counter() - started
             achieved, web_achieved = result.sent / elapsed, result.web_sent / elapsed
             caught_up(detection, config.bootstrap)
-            if planned.web_events:
+            live_batches: tuple[list[float], dict[str, float], float] = ([], {}, 0)
+            if second is not None:
+                second.caught_up(config.bootstrap)
+                live_batches = batch_medians(second.report()["progress"])
+            elif planned.web_events:
                 live = next(q for q in runner.queries if q.name == "live_features")
                 caught_up(live, config.bootstrap, topic=broker.WEB_EVENTS_TOPIC)
-            batches, stages, rows_per_batch = batch_medians(detection)
-            live_batches = (
-                batch_medians(next(q for q in runner.queries if q.name == "live_features"))
-                if planned.web_events
-                else ([], {}, 0)
-            )
+                live_batches = batch_medians(live.recentProgress)
+            batches, stages, rows_per_batch = batch_medians(detection.recentProgress)
         finally:
             runner.stop()
+            if second is not None:
+                second.stop()
         path = tables.fraud.alerts
         if not is_delta_table(spark, path):
             alerts = []
@@ -373,7 +468,14 @@ def main() -> None:
     parsed.add_argument(
         "--web-per-sale", type=float, default=0.0, help="web events per sale beside the sales (live features)"
     )
+    parsed.add_argument(
+        "--two-jobs", action="store_true", help="live features in a second streaming job (its own Spark)"
+    )
+    parsed.add_argument("--features-job", nargs=2, metavar=("ROOT", "BOOTSTRAP"), help=argparse.SUPPRESS)
     args = parsed.parse_args()
+    if args.features_job:
+        serve_features(*args.features_job)
+        return
     rates = [int(r) for r in args.rates.split(",")]
     bench_dir = os.environ.get("TECHMART_BENCH_DIR")
     with tempfile.TemporaryDirectory(prefix="techmart-bench-", dir=bench_dir) as tmp:
@@ -401,6 +503,7 @@ def main() -> None:
                     options,
                     customers,
                     args.web_per_sale,
+                    args.two_jobs,
                 )
                 for rate in rates
             ]
@@ -456,8 +559,10 @@ def main() -> None:
             if args.web_per_sale
             else {}
         )
-        case = f"fraud_stream at {r['rate']:,}/s" + (
-            f" with {round(r['rate'] * args.web_per_sale):,} web events/s" if args.web_per_sale else ""
+        case = (
+            f"fraud_stream at {r['rate']:,}/s"
+            + (f" with {round(r['rate'] * args.web_per_sale):,} web events/s" if args.web_per_sale else "")
+            + (", live features in a second job" if args.two_jobs else "")
         )
         record(
             case,

@@ -248,10 +248,12 @@ class StreamRunner:
                     )
                 )
         if options.live_features:
+            # Next after detection, before the ingestions; its read is one task per Kafka partition
+            # (split finer, the small micro-batch paid more in tasks than it saved).
             context.setLocalProperty(POOL, LIVE_POOL)
             self.queries.append(
                 live_features.start_live_features(
-                    read_topic(self.spark, self.bootstrap, WEB_EVENTS_TOPIC, tasks=BACKGROUND_TASKS),
+                    read_topic(self.spark, self.bootstrap, WEB_EVENTS_TOPIC),
                     tables.live,
                     self.bootstrap,
                     options.behaviour,
