@@ -2,7 +2,8 @@
 
 The job is one long run: it starts the streaming queries (runner.py), fraud detection and the live
 customer behaviour alike (one job: on 2 cores, a second job for the behaviour was no faster and cost
-a second JVM; `bench.fraud_stream --two-jobs`), and keeps them running until the run is terminated (a clean stop: each query finishes its micro-batch first) or `duration_s` is over.
+a second JVM; `bench.fraud_stream --two-jobs`), and keeps them running until the run is terminated
+(a clean stop: each query finishes its micro-batch first) or `duration_s` is over.
 A run per sensor tick could not alert within seconds; the sensor only starts the job when it is not
 running and the topic has messages it has not read, and otherwise watches it:
 
