@@ -261,29 +261,23 @@ class BatchLedger:
         marker: BatchMarker,
         partition_by: Sequence[str] = (),
         configuration: dict[str, str] | None = None,
+        mode: str = "append",
     ) -> None:
         """Append the Arrow table `rows` in one commit carrying `marker`, written by delta-rs from this
         process: for the handful of rows a micro-batch may have, no Spark job and no Spark commit
         (a Spark append took about half a small micro-batch). The commit also carries Delta's own
         transaction (`txn`: the query id and the micro-batch), so any Delta reader can tell which
         batches the table holds. `configuration`: the table's properties, if this write creates it.
+        `mode="overwrite"`: the rows replace the table's instead.
         """
         new = not deltalake.DeltaTable.is_deltatable(self.path)
         deltalake.write_deltalake(
             self.path,
             rows,
-            mode="append",
+            mode=mode,
             partition_by=list(partition_by) or None,
             configuration=configuration if new else None,
             commit_properties=_commit_properties(marker),
-        )
-        self._last[marker.query_id] = marker.batch_id
-
-    def replace_rows(self, rows: pa.Table, marker: BatchMarker) -> None:
-        """Replace the table's rows with the Arrow table `rows`, in one commit carrying `marker` (as
-        `append_rows`)."""
-        deltalake.write_deltalake(
-            self.path, rows, mode="overwrite", commit_properties=_commit_properties(marker)
         )
         self._last[marker.query_id] = marker.batch_id
 

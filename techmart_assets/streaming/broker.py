@@ -20,6 +20,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -66,11 +67,30 @@ def message_values(row: dict) -> dict:
 _DRIVER_PRODUCERS: dict[str, confluent_kafka.Producer] = {}
 
 
+def new_producer(bootstrap: str, **settings: object) -> confluent_kafka.Producer:
+    """A producer as the project's are: every replica acknowledges, 5 ms to fill a batch, librdkafka's
+    log to Python's; `settings`: more of librdkafka's."""
+    return confluent_kafka.Producer(
+        {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "logger": LIBRDKAFKA_LOG, **settings}
+    )
+
+
+def produce(
+    producer: confluent_kafka.Producer, topic: str, key: str, value: bytes, on_delivery: Callable
+) -> None:
+    """Queue one message; while the local queue is full, let deliveries make room."""
+    while True:
+        try:
+            producer.produce(topic, value=value, key=key.encode(), on_delivery=on_delivery)
+            break
+        except BufferError:
+            producer.poll(0.1)
+    producer.poll(0)  # serve the delivery reports that are in
+
+
 def driver_producer(bootstrap: str) -> confluent_kafka.Producer:
     if bootstrap not in _DRIVER_PRODUCERS:
-        _DRIVER_PRODUCERS[bootstrap] = confluent_kafka.Producer(
-            {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "logger": LIBRDKAFKA_LOG}
-        )
+        _DRIVER_PRODUCERS[bootstrap] = new_producer(bootstrap)
     return _DRIVER_PRODUCERS[bootstrap]
 
 
@@ -86,14 +106,7 @@ def send_rows(bootstrap: str, topic: str, rows: list[dict], key: str, timeout_s:
             failures.append(str(error))
 
     for row in rows:
-        value = compact_json(message_values(row))
-        while True:
-            try:
-                producer.produce(topic, value=value, key=str(row[key]).encode(), on_delivery=delivered)
-                break
-            except BufferError:  # the local queue is full: let deliveries make room
-                producer.poll(0.1)
-        producer.poll(0)
+        produce(producer, topic, str(row[key]), compact_json(message_values(row)), delivered)
     if unsent := producer.flush(timeout_s):
         producer.purge()  # they go again with the micro-batch, when Spark runs it again
         producer.poll(0)  # their delivery reports: purged

@@ -211,7 +211,7 @@ class StateLog:
         rows.append({"batch_id": marker.batch_id, "visitor": WATERMARK, "due_s": visitors.watermark_s})
         table = pa.Table.from_pylist(rows, STATE_SCHEMA)
         if snapshot:
-            self.ledger.replace_rows(table, marker)
+            self.ledger.append_rows(table, marker, mode="overwrite")
             deltalake.DeltaTable(self.path).vacuum(
                 retention_hours=0, enforce_retention_duration=False, dry_run=False
             )

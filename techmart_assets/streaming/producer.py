@@ -68,12 +68,13 @@ from techmart_assets.generator import GeneratorConfig, generate
 from techmart_assets.generator.writer import LABELS_FILE
 from techmart_assets.sources import TRANSACTIONS, WEB_EVENTS
 from techmart_assets.streaming.broker import (
-    LIBRDKAFKA_LOG,
     TRANSACTIONS_TOPIC,
     WEB_EVENTS_TOPIC,
     BrokerError,
     compact_json,
     iso_utc,
+    new_producer,
+    produce,
 )
 
 log = logging.getLogger(__name__)
@@ -350,15 +351,7 @@ def send(
             if len(result.errors) < 5:
                 result.errors.append(str(error))
 
-    producer = confluent_kafka.Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "linger.ms": 5,
-            "message.send.max.retries": 5,
-            "logger": LIBRDKAFKA_LOG,
-        }
-    )
+    producer = new_producer(bootstrap, **{"message.send.max.retries": 5})
     try:
         producer.list_topics(timeout=10)
     except confluent_kafka.KafkaException as error:
@@ -375,16 +368,7 @@ def send(
         if delay > 0:
             time.sleep(delay)
         stamped = {**message, EVENT_TIME[kind]: iso_utc(clock())}
-        value = compact_json(stamped)
-        while True:
-            try:
-                producer.produce(
-                    topics[kind], value=value, key=message_key(message).encode(), on_delivery=delivered
-                )
-                break
-            except BufferError:  # the local queue is full: let deliveries make room
-                producer.poll(0.1)
-        producer.poll(0)
+        produce(producer, topics[kind], message_key(message), compact_json(stamped), delivered)
         if kind == TRANSACTIONS_TOPIC:
             result.sent += 1
         else:
